@@ -1,0 +1,353 @@
+/**
+ * The Redis broker, in kombu 5.2's layout so Python Celery workers and clients share it.
+ *
+ * 1. publish: `LPUSH` a kombu envelope to the queue's priority bucket (a named exchange
+ *    routes through `_kombu.binding.<exchange>`, direct matching);
+ * 2. fetch: one Lua script pops up to `max` messages and records each in `unacked` and
+ *    `unacked_index` (undecodable ones go to `celeriac.dead`); when none wait, `BRPOP` on a
+ *    dedicated connection in slices of at most 1 s, then the same recording;
+ * 3. settle: ack (`ZREM`+`HDEL`), requeue (kombu's restore to the front, or the back of the
+ *    line), dead-letter — each applied only while the message is still unacked;
+ * 4. the visibility restore of any process's old unacked messages (`unacked_mutex`), at
+ *    connect and periodically, while this process keeps its own held messages fresh.
+ *
+ * The one window where a message can be lost is kombu's own: a crash between `BRPOP`
+ * returning on the blocking connection and the RECORD script running on the command
+ * connection (one round trip). Whenever messages are already waiting, FETCH pops and records
+ * them atomically.
+ *
+ * @module
+ */
+
+import type {
+  Broker,
+  DeadLetter,
+  Delivery,
+  FetchOptions,
+  Route,
+  Subscription,
+  TakeTaskMessagesOptions,
+} from "../broker.ts";
+import type { TransportMessage } from "../../protocol/message.ts";
+import { encodeRedisEnvelope } from "../../protocol/redis_envelope.ts";
+import {
+  checkParams,
+  closeRedis,
+  connectRedis,
+  parseRedisUrl,
+  type RedisClient,
+  type RedisTarget,
+  secondsParam,
+} from "./connection.ts";
+import { createDelivery } from "./delivery.ts";
+import { RedisFanout } from "./fanout.ts";
+import { GroupCommit } from "./group_commit.ts";
+import {
+  bindingKey,
+  bindingMember,
+  bucketKey,
+  bucketKeys,
+  parseBindingMember,
+  PRIORITY_STEPS,
+  UNACKED,
+  UNACKED_INDEX,
+} from "./keys.ts";
+import { Popper } from "./popper.ts";
+import { takeTaskMessages } from "./select.ts";
+import {
+  defineScripts,
+  readDeadLetters,
+  restoreVisible,
+  type ScriptedClient,
+  touchTags,
+} from "./unacked.ts";
+
+/** Options of {@linkcode RedisBroker}. */
+export interface RedisBrokerOptions {
+  /**
+   * Seconds after which an unacked message of any worker is given back (kombu's
+   * `visibility_timeout`). Also read from the URL: `?visibility_timeout=60`. @default 3600
+   */
+  visibilityTimeout?: number;
+  /**
+   * Milliseconds between visibility restores, which also re-score this process's held
+   * messages (at most every half visibility timeout). 0 = only at connect. @default 60000
+   */
+  restoreIntervalMs?: number;
+}
+
+/**
+ * The Redis broker.
+ *
+ * @example
+ * ```ts ignore
+ * import assert from "node:assert/strict";
+ * import { RedisBroker } from "./broker.ts";
+ * const broker = new RedisBroker("redis://:secret@127.0.0.1:6379/0");
+ * assert.equal(broker.displayUrl, "redis://:**@127.0.0.1:6379/0");
+ * await broker.connect();
+ * await broker.close();
+ * ```
+ */
+export class RedisBroker implements Broker {
+  /** Always `redis`. */
+  readonly kind = "redis";
+  /** The URL, password hidden. */
+  readonly displayUrl: string;
+  /** Seconds before an unacked message (of any process) is restored. */
+  readonly visibilityTimeout: number;
+  #target: RedisTarget;
+  #restoreIntervalMs: number;
+  #connecting?: Promise<void>;
+  #client?: ScriptedClient;
+  #popper?: Popper;
+  #fanout: RedisFanout;
+  #outstanding = new Map<string, Delivery>();
+  #acks = new GroupCommit<string>((tags) => {
+    const c = this.#c();
+    return Promise.all([c.zrem(UNACKED_INDEX, ...tags), c.hdel(UNACKED, ...tags)]);
+  });
+  #rotation = 0;
+  #timer?: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /**
+   * @throws {ConfigError} For a URL that is not a Redis URL or has unknown parameters.
+   * @throws {RangeError} For a visibility timeout that is not positive.
+   */
+  constructor(url: string, options: RedisBrokerOptions = {}) {
+    this.#target = parseRedisUrl(url);
+    checkParams(this.#target, ["visibility_timeout"]);
+    this.displayUrl = this.#target.display;
+    const vt = options.visibilityTimeout ?? secondsParam(this.#target, "visibility_timeout") ??
+      3600;
+    if (!(vt > 0)) {
+      throw new RangeError(`Cannot create Redis broker: visibilityTimeout must be > 0, got ${vt}`);
+    }
+    this.visibilityTimeout = vt;
+    this.#restoreIntervalMs = Math.max(0, options.restoreIntervalMs ?? 60_000);
+    this.#fanout = new RedisFanout(this.#target, () => this.#c());
+  }
+
+  /**
+   * Opens the command and blocking connections and runs a first visibility restore.
+   *
+   * @throws {BrokerConnectionError} When Redis cannot be reached (no retries at startup).
+   * @throws {PermissionMissingError} When Deno does not grant `--allow-net=<host>:<port>`.
+   */
+  async connect(): Promise<void> {
+    if (this.#closed) throw new TypeError("Cannot connect: the Redis broker was closed");
+    try {
+      await (this.#connecting ??= this.#open());
+    } catch (err) {
+      this.#connecting = undefined;
+      throw err;
+    }
+  }
+
+  async #open(): Promise<void> {
+    const client = defineScripts(
+      await connectRedis(this.#target, "broker", { enableAutoPipelining: true }),
+    );
+    let blocking: RedisClient | undefined;
+    try {
+      blocking = await connectRedis(this.#target, "broker, blocking");
+      const version = /redis_version:(\d+)/.exec(await client.info("server"));
+      this.#client = client;
+      this.#popper = new Popper(client, blocking, Number(version?.[1] ?? 7) >= 6);
+      await this.restoreVisible();
+    } catch (err) {
+      this.#client = this.#popper = undefined;
+      await Promise.all([closeRedis(client), closeRedis(blocking)]);
+      throw err;
+    }
+    if (this.#restoreIntervalMs > 0 && !this.#closed) {
+      const every = Math.min(this.#restoreIntervalMs, this.visibilityTimeout * 500);
+      const timer = setInterval(() => this.#tick().catch(() => {}), every);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  async #tick(): Promise<void> {
+    await this.touch(...this.#outstanding.keys());
+    // Never take back what this process still holds, even if its score went stale meanwhile.
+    await restoreVisible(this.#c(), this.#lookup, this.visibilityTimeout, this.#outstanding);
+  }
+
+  #c(): ScriptedClient {
+    if (!this.#client) throw new TypeError("Cannot use Redis broker: call connect() first");
+    return this.#client;
+  }
+
+  /** Adds the queue's binding to its direct exchange, as kombu's declare does. */
+  async declareQueue(queue: string): Promise<void> {
+    await this.#c().sadd(bindingKey(queue), bindingMember(queue, queue));
+  }
+
+  /** `SADD _kombu.binding.<exchange> "<routing key>SEPSEP<queue>"` (kombu's `queue_bind`). */
+  async bindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
+    await this.#c().sadd(bindingKey(exchange), bindingMember(routingKey, queue));
+  }
+
+  /** `SREM` of the binding {@linkcode RedisBroker.bindQueue} made. */
+  async unbindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
+    await this.#c().srem(bindingKey(exchange), bindingMember(routingKey, queue));
+  }
+
+  /**
+   * Takes (or with `moveTo` moves) the waiting messages of one task name out of a queue,
+   * leaving the others in place and in order (see `select.ts`). Oldest first.
+   */
+  takeTaskMessages(
+    queue: string,
+    taskName: string,
+    options?: TakeTaskMessagesOptions,
+  ): Promise<TransportMessage[]> {
+    return takeTaskMessages(this.#c(), queue, taskName, options);
+  }
+
+  /** Queues an (exchange, routing key) pair delivers to: `""` = the key itself; else bindings. */
+  #lookup = async (exchange: string, routingKey: string): Promise<string[]> => {
+    if (exchange === "") return [routingKey];
+    const queues = new Set<string>();
+    for (const member of await this.#c().smembers(bindingKey(exchange))) {
+      const b = parseBindingMember(member);
+      if (b.routingKey === routingKey && b.queue) queues.add(b.queue);
+    }
+    return [...queues];
+  };
+
+  /** `LPUSH` the envelope (fresh delivery tag) to each target queue's priority bucket. */
+  async publish(message: TransportMessage, route: Route): Promise<void> {
+    const raw = encodeRedisEnvelope(message, {
+      exchange: route.exchange,
+      routingKey: route.routingKey,
+      deliveryTag: crypto.randomUUID(),
+    });
+    const p = message.properties.priority;
+    const priority = typeof p === "number" ? p : 0;
+    const c = this.#c();
+    const queues = await this.#lookup(route.exchange, route.routingKey);
+    await Promise.all(queues.map((q) => c.lpush(bucketKey(q, priority), raw)));
+  }
+
+  /** Bucket keys in serving order: priority outer, queues inner from the rotation point. */
+  #order(queues: readonly string[]): string[] {
+    const r = this.#rotation % queues.length;
+    const rotated = [...queues.slice(r), ...queues.slice(0, r)];
+    const keys: string[] = [];
+    for (const step of PRIORITY_STEPS) for (const q of rotated) keys.push(bucketKey(q, step));
+    return keys;
+  }
+
+  /**
+   * Pops up to `max` messages, recorded as unacked in the same script; when none wait,
+   * blocks (BRPOP) up to `timeoutMs`. An abort returns `[]` at once; a message popped by the
+   * command still in flight goes back to where it was, unmarked.
+   */
+  async fetch(queues: readonly string[], options: FetchOptions): Promise<Delivery[]> {
+    if (!queues.length || options.signal?.aborted || this.#closed) return [];
+    this.#c();
+    const popper = this.#popper!;
+    const keys = this.#order(queues);
+    const max = Math.max(1, Math.trunc(options.max) || 1);
+    let popped = await popper.pop(keys, max, options.signal);
+    const deadline = performance.now() + options.timeoutMs;
+    while (popped?.length === 0 && !options.signal?.aborted && !this.#closed) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      popped = await popper.blockingPop(keys, Math.min(left, 1000), max, options.signal);
+    }
+    if (!popped?.length) return [];
+    this.#rotation++;
+    const ctx = {
+      client: () => this.#c(),
+      lookup: this.#lookup,
+      outstanding: this.#outstanding,
+      ack: (tag: string) => this.#acks.add(tag),
+    };
+    return popped.map((p) => createDelivery(p, ctx));
+  }
+
+  /**
+   * Gives back every unacked message (of any process, Python's included) older than the
+   * visibility timeout, under kombu's `unacked_mutex` (skipped while another process holds
+   * it). Runs at connect and every `restoreIntervalMs`. Returns how many went back.
+   */
+  async restoreVisible(visibilityTimeout: number = this.visibilityTimeout): Promise<number> {
+    return await restoreVisible(this.#c(), this.#lookup, visibilityTimeout);
+  }
+
+  /**
+   * Gives this instance's unsettled deliveries back to the front of their queues, marked
+   * redelivered (what a warm shutdown does); returns how many.
+   */
+  async restoreUnacked(): Promise<number> {
+    const held = [...this.#outstanding.values()].reverse();
+    await Promise.all(held.map((d) => d.requeue("front")));
+    return held.length;
+  }
+
+  /** This instance's deliveries that are not settled yet. */
+  get unackedCount(): number {
+    return this.#outstanding.size;
+  }
+
+  /**
+   * Re-scores unacked messages by delivery tag to now (`ZADD XX`), so no visibility restore,
+   * celeriac's or Python's, gives them back yet. The periodic restore does this for every
+   * delivery this instance holds.
+   */
+  async touch(...tags: string[]): Promise<void> {
+    await touchTags(this.#c(), tags);
+  }
+
+  /** Messages waiting in a queue, all priorities (sum of `LLEN` over the 4 buckets). */
+  async queueSize(queue: string): Promise<number> {
+    const c = this.#c();
+    const sizes = await Promise.all(bucketKeys(queue).map((k) => c.llen(k)));
+    return sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /** Deletes a queue's waiting messages (its 4 buckets, atomically); returns how many. */
+  async purge(queue: string): Promise<number> {
+    const keys = bucketKeys(queue);
+    return await this.#c().celeriacPurge(keys.length, ...keys);
+  }
+
+  /** Dead letters (`celeriac.dead`), newest first. */
+  async deadLetters(limit = 100): Promise<DeadLetter[]> {
+    return await readDeadLetters(this.#c(), limit);
+  }
+
+  /** kombu's fanout: `PUBLISH /<db>.<exchange>[/<routing key>] <envelope>`. */
+  broadcast(exchange: string, routingKey: string, message: TransportMessage): Promise<void> {
+    return this.#fanout.broadcast(exchange, routingKey, message);
+  }
+
+  /** Listens to a fanout exchange (`PSUBSCRIBE`, AMQP topic filtering). */
+  subscribe(
+    exchange: string,
+    pattern: string,
+    onMessage: (message: TransportMessage) => void,
+  ): Promise<Subscription> {
+    return this.#fanout.subscribe(exchange, pattern, onMessage);
+  }
+
+  /**
+   * Interrupts the blocking pop in flight (a message it already popped is recorded first),
+   * then closes the connections. Unsettled deliveries stay in `unacked`: settle them or call
+   * {@linkcode RedisBroker.restoreUnacked} first, else any consumer restores them after the
+   * visibility timeout.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#connecting?.catch(() => {});
+    await this.#popper?.drain(2000);
+    await this.#fanout.close();
+    await Promise.all([closeRedis(this.#popper?.blocking), closeRedis(this.#client)]);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Deliveries of the Redis broker: one fetched message and how to settle it (ack, requeue,
+ * dead-letter), each applied only while its tag is still in `unacked`.
+ *
+ * @module
+ */
+
+import type { Delivery } from "../broker.ts";
+import { DecodeError } from "../../errors.ts";
+import type { TransportMessage } from "../../protocol/message.ts";
+import { decodeRedisEnvelope } from "../../protocol/redis_envelope.ts";
+import { queueOfBucket, UNACKED } from "./keys.ts";
+import type { Popped } from "./popper.ts";
+import {
+  deadLetterTag,
+  entryOfEnvelope,
+  type Lookup,
+  parseUnackedEntry,
+  restoreEntry,
+  type ScriptedClient,
+} from "./unacked.ts";
+
+/** What a delivery needs from its broker. */
+export interface DeliveryContext {
+  /** The command connection (throws when the broker is not connected). */
+  client(): ScriptedClient;
+  /** Queues of an (exchange, routing key) pair. */
+  lookup: Lookup;
+  /** The broker's unsettled deliveries by tag: added here, removed on settle. */
+  outstanding: Map<string, Delivery>;
+  /** Removes a tag from `unacked` and `unacked_index` (batched with other acks). */
+  ack(tag: string): Promise<void>;
+}
+
+const noop = () => Promise.resolve();
+
+/** A message the fetch script already dead-lettered: reported, nothing left to settle. */
+function deadOnArrival(raw: string, queue: string): Delivery {
+  let decodeError = new DecodeError("Cannot decode Redis envelope", raw);
+  try {
+    decodeRedisEnvelope(raw);
+  } catch (err) {
+    if (err instanceof DecodeError) decodeError = err;
+  }
+  return {
+    message: null,
+    decodeError,
+    queue,
+    raw,
+    redelivered: false,
+    ack: noop,
+    requeue: noop,
+    deadLetter: noop,
+  };
+}
+
+/**
+ * Builds the delivery of one popped message. A message that the script recorded but that
+ * does not decode here (say, an unknown body encoding) comes with `message: null` and a
+ * working `deadLetter`, so the worker can keep it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createDelivery } from "./delivery.ts";
+ * const d = createDelivery({ key: "celery", raw: "not json", tag: "" }, {
+ *   client: () => { throw new Error("unused"); },
+ *   lookup: () => Promise.resolve([]),
+ *   outstanding: new Map(),
+ *   ack: () => Promise.resolve(),
+ * });
+ * assert.equal(d.message, null);
+ * assert.equal(d.queue, "celery");
+ * await d.ack(); // dead-lettered by the fetch already: nothing to do
+ * ```
+ */
+export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext): Delivery {
+  const queue = queueOfBucket(key);
+  if (tag === "") return deadOnArrival(raw, queue);
+  let message: TransportMessage | null = null;
+  let decodeError: DecodeError | undefined;
+  try {
+    message = decodeRedisEnvelope(raw).message;
+  } catch (err) {
+    decodeError = err instanceof DecodeError ? err : new DecodeError(String(err), raw);
+  }
+  const settle = () => ctx.outstanding.delete(tag);
+  const delivery: Delivery = {
+    message,
+    decodeError,
+    queue,
+    raw,
+    redelivered: message?.deliveryInfo?.redelivered === true ||
+      message?.headers.redelivered === true,
+    ack: async () => {
+      if (settle()) await ctx.ack(tag);
+    },
+    requeue: async (position = "front") => {
+      if (!settle()) return;
+      const c = ctx.client();
+      let entry = entryOfEnvelope(raw);
+      if (!entry) {
+        const stored = await c.hget(UNACKED, tag);
+        if (stored === null) return; // restored or settled elsewhere meanwhile
+        entry = parseUnackedEntry(stored);
+      }
+      await restoreEntry(c, ctx.lookup, tag, entry, position);
+    },
+    deadLetter: async (reason: string) => {
+      if (!settle()) return;
+      await deadLetterTag(ctx.client(), tag, { reason, queue, raw, at: Date.now() });
+    },
+  };
+  ctx.outstanding.set(tag, delivery);
+  return delivery;
+}
