@@ -40,6 +40,9 @@ Options:
                             with an amqp:// broker)
   -Q, --queues <a,b>        queues to consume (default: the app's default queue)
   -c, --concurrency <n>     tasks run at once (default 10)
+      --prefetch-multiplier <n>
+                            keep up to concurrency × n messages reserved (default 1:
+                            fetch only for free slots)
   -n, --hostname <name>     node name, %h is the host name (default celeriac@%h)
   -l, --loglevel <level>    debug, info, warning, error, critical (default info)
       --acks-early          ack on receipt (Celery's default) instead of after the task
@@ -93,6 +96,7 @@ export function parseWorkerArgs(args: string[], appRequired = true): WorkerCliOp
         backend: { type: "string" },
         queues: { type: "string", short: "Q" },
         concurrency: { type: "string", short: "c" },
+        "prefetch-multiplier": { type: "string" },
         hostname: { type: "string", short: "n" },
         loglevel: { type: "string", short: "l" },
         "acks-early": { type: "boolean" },
@@ -123,6 +127,17 @@ export function parseWorkerArgs(args: string[], appRequired = true): WorkerCliOp
       );
     }
     worker.concurrency = n;
+  }
+  if (values["prefetch-multiplier"] !== undefined) {
+    const n = Number(values["prefetch-multiplier"]);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new ConfigError(
+        `Cannot use --prefetch-multiplier "${
+          values["prefetch-multiplier"]
+        }": it must be a positive integer`,
+      );
+    }
+    worker.prefetchMultiplier = n;
   }
   if (values.hostname) worker.name = values.hostname.replaceAll("%h", hostName());
   if (values.loglevel) {

@@ -223,6 +223,8 @@ export interface DrainOptions {
   sleepMs?: number;
   /** Case family name in the output. @default "drain" */
   label?: string;
+  /** The worker's `prefetchMultiplier` (ids get a `/p<N>` suffix above 1). @default 1 */
+  prefetch?: number;
 }
 
 /**
@@ -236,9 +238,10 @@ export async function drainCase(
   limits: Limits,
 ): Promise<CaseResult> {
   const label = options.label ?? "drain";
+  const prefetch = options.prefetch ?? 1;
   const id = `${label}/${target.kind}/c${options.concurrency}/results-${
     options.results ? "on" : "off"
-  }`;
+  }${prefetch > 1 ? `/p${prefetch}` : ""}`;
   const queue = freshQueue(id);
   const sleepMs = options.sleepMs ?? 100;
   const { producer, worker: workerApp } = await target.apps(
@@ -250,6 +253,7 @@ export async function drainCase(
   register(workerApp, sleepMs);
   const worker = new Worker(workerApp, {
     concurrency: options.concurrency,
+    prefetchMultiplier: prefetch,
     logLevel: "critical",
     fetchTimeoutMs: 200,
     shutdownTimeout: 5,
@@ -269,7 +273,9 @@ export async function drainCase(
     const t0 = performance.now();
     await worker.start();
     await waitUntil(
-      () => worker.counters.processed >= options.tasks && worker.pool.active === 0,
+      () =>
+        worker.counters.processed >= options.tasks && worker.pool.active === 0 &&
+        worker.settlingCount === 0,
       deadline,
       () => `${id}: ${worker.counters.processed}/${options.tasks} processed`,
     );
@@ -295,6 +301,7 @@ export async function drainCase(
       concurrency: options.concurrency,
       tasks: options.tasks,
       seconds,
+      ...(prefetch > 1 ? { note: `prefetch multiplier ${prefetch}` } : {}),
       perSecond: options.tasks / seconds,
       ...metered,
     };

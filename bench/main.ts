@@ -289,21 +289,41 @@ export function plan(args: BenchArgs): { cases: Plan[]; limits: Limits; warmup: 
       }
     }
   }
+  // The prefetch window (`--prefetch-multiplier 4`, Celery's default): the next messages are
+  // at hand when a slot frees, instead of one fetch round trip per freed slot.
   for (const kind of kinds) {
-    cases.push({
-      id: `sleep/${kind}/c200/results-on`,
-      needs: needs(kind),
-      warm: kind,
-      run: (e) =>
-        drainCase(e.targets[kind]!, {
-          tasks: k.sleepTasks,
-          concurrency: 200,
-          results: true,
-          task: "sleep",
-          sleepMs: 100,
-          label: "sleep",
-        }, e.measured),
-    });
+    for (const concurrency of [50, 200]) {
+      cases.push({
+        id: `drain/${kind}/c${concurrency}/results-on/p4`,
+        needs: needs(kind),
+        warm: kind,
+        run: (e) =>
+          drainCase(
+            e.targets[kind]!,
+            { tasks: k.tasks, concurrency, results: true, task: "noop", prefetch: 4 },
+            e.measured,
+          ),
+      });
+    }
+  }
+  for (const kind of kinds) {
+    for (const prefetch of [1, 2]) {
+      cases.push({
+        id: `sleep/${kind}/c200/results-on${prefetch > 1 ? `/p${prefetch}` : ""}`,
+        needs: needs(kind),
+        warm: kind,
+        run: (e) =>
+          drainCase(e.targets[kind]!, {
+            tasks: k.sleepTasks,
+            concurrency: 200,
+            results: true,
+            task: "sleep",
+            sleepMs: 100,
+            label: "sleep",
+            prefetch,
+          }, e.measured),
+      });
+    }
   }
   for (const kind of kinds) {
     cases.push({
@@ -314,8 +334,10 @@ export function plan(args: BenchArgs): { cases: Plan[]; limits: Limits; warmup: 
     });
   }
   for (const kind of ["redis", "rabbitmq"] as const) {
-    for (const results of [true, false]) {
-      const id = `worker/${kind}/c50/results-${results ? "on" : "off"}`;
+    for (const [results, prefetch] of [[true, 1], [false, 1], [true, 4]] as const) {
+      const id = `worker/${kind}/c50/results-${results ? "on" : "off"}${
+        prefetch > 1 ? `/p${prefetch}` : ""
+      }`;
       cases.push({
         id,
         needs: needs(kind),
@@ -334,6 +356,7 @@ export function plan(args: BenchArgs): { cases: Plan[]; limits: Limits; warmup: 
               timeoutMs: e.limits.caseTimeoutMs,
               sendBatch: e.limits.sendBatch,
               v8Flags: args.workerV8Flags,
+              prefetch,
             });
           } finally {
             await Promise.allSettled([producer.close(), worker.close()]);

@@ -360,6 +360,8 @@ export interface CeleriacWorkerCase {
   sendBatch: number;
   /** V8 flags for the worker (`deno run --v8-flags=…`). */
   v8Flags?: string;
+  /** `--prefetch-multiplier` of the worker. @default 1 */
+  prefetch?: number;
 }
 
 /**
@@ -402,6 +404,7 @@ export async function celeriacWorkerCase(
     "bench@celeriac",
     "--loglevel",
     "warning",
+    ...(c.prefetch && c.prefetch > 1 ? ["--prefetch-multiplier", String(c.prefetch)] : []),
   ];
   const run = await processDrain(producer, queued, () => {
     const child = spawnChild(Deno.execPath(), {
@@ -437,6 +440,13 @@ export async function celeriacWorkerCase(
     peakPssMb: run.peakPssMb,
     rssOf: "worker process",
     cpuUsPerTask: run.cpuSeconds * 1e6 / c.tasks,
-    ...(c.v8Flags ? { note: `--v8-flags=${c.v8Flags}` } : {}),
+    ...(c.v8Flags || (c.prefetch ?? 1) > 1
+      ? {
+        note: [
+          c.v8Flags ? `--v8-flags=${c.v8Flags}` : "",
+          (c.prefetch ?? 1) > 1 ? `--prefetch-multiplier ${c.prefetch}` : "",
+        ].filter(Boolean).join(" "),
+      }
+      : {}),
   };
 }

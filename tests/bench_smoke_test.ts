@@ -94,7 +94,10 @@ function expectIds(report: Report, ids: string[]): Map<string, CaseResult> {
 }
 
 function drainIds(broker: string): string[] {
-  return [50, 200].flatMap((c) => ["on", "off"].map((r) => `drain/${broker}/c${c}/results-${r}`));
+  return [50, 200].flatMap((c) => [
+    ...["on", "off"].map((r) => `drain/${broker}/c${c}/results-${r}`),
+    `drain/${broker}/c${c}/results-on/p4`,
+  ]);
 }
 
 Deno.test("bench --quick --json: memory and Redis cases, worker process, cold start, targets", async () => {
@@ -108,11 +111,14 @@ Deno.test("bench --quick --json: memory and Redis cases, worker process, cold st
     ...drainIds("memory"),
     ...drainIds("redis"),
     "sleep/memory/c200/results-on",
+    "sleep/memory/c200/results-on/p2",
     "sleep/redis/c200/results-on",
+    "sleep/redis/c200/results-on/p2",
     "latency/memory",
     "latency/redis",
     "worker/redis/c50/results-on",
     "worker/redis/c50/results-off",
+    "worker/redis/c50/results-on/p4",
     "coldstart/redis",
   ]);
   assert.ok(!report.cases.some((c) => c.broker === "rabbitmq"));
@@ -122,11 +128,20 @@ Deno.test("bench --quick --json: memory and Redis cases, worker process, cold st
   assert.deepEqual(targets, [
     "coldstart-150ms coldstart/redis",
     "redis-drain-2x-bullmq drain/redis/c50/results-on",
+    "redis-drain-2x-bullmq drain/redis/c50/results-on/p4",
     "redis-drain-2x-bullmq worker/redis/c50/results-on",
+    "redis-drain-2x-bullmq worker/redis/c50/results-on/p4",
     "sleep-within-5pct sleep/memory/c200/results-on",
+    "sleep-within-5pct sleep/memory/c200/results-on/p2",
     "sleep-within-5pct sleep/redis/c200/results-on",
+    "sleep-within-5pct sleep/redis/c200/results-on/p2",
     "worker-rss-50mib worker/redis/c50/results-on",
+    "worker-rss-50mib worker/redis/c50/results-on/p4",
   ]);
+  // The prefetch cases say so, and run with the worker's option.
+  for (const c of report.cases.filter((c) => /\/p\d+$/.test(c.id))) {
+    assert.match(c.note ?? "", /prefetch[- ]multiplier \d/, `${c.id}: note ${c.note}`);
+  }
   for (const t of report.targets) {
     assert.equal(typeof t.pass, "boolean", `${t.target} ${t.case}: pass = ${t.pass}`);
     assert.ok(Number.isFinite(t.value), `${t.target} ${t.case}: value = ${t.value}`);
@@ -150,6 +165,7 @@ Deno.test("bench --quick --json --only=rabbitmq: RabbitMQ cases, or a reason to 
     "latency/rabbitmq",
     "worker/rabbitmq/c50/results-on",
     "worker/rabbitmq/c50/results-off",
+    "worker/rabbitmq/c50/results-on/p4",
   ]);
 });
 

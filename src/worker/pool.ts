@@ -67,13 +67,25 @@ export class AsyncPool {
     this.#notify();
   }
 
+  /**
+   * Called each time a job settles and its slot is given back, before the waiters of
+   * {@linkcode changed} wake (the worker starts its next prefetched request here).
+   */
+  onSlotFree?: () => void;
+
   /** Starts a job now, taking a slot even if none is free (the caller checks `free`). */
   run(job: () => Promise<unknown>): void {
     this.#active++;
     job().catch(() => {}).finally(() => {
       this.#active--;
+      this.onSlotFree?.();
       this.#notify();
     });
+  }
+
+  /** Wakes the waiters of {@linkcode changed} (the worker's budget changed elsewhere). */
+  notifyChanged(): void {
+    this.#notify();
   }
 
   #notify(): void {

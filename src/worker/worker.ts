@@ -51,6 +51,14 @@ export interface WorkerOptions {
   shutdownTimeout?: number;
   /** Milliseconds one fetch waits for a message. @default 1000 */
   fetchTimeoutMs?: number;
+  /**
+   * Celery's `worker_prefetch_multiplier`: the worker keeps up to `concurrency × multiplier`
+   * messages reserved (running plus waiting for a slot), so the next task is at hand when a
+   * slot frees. `1` fetches only for free slots. Reserved messages stay unacked in the broker
+   * (they come back if the worker dies) and go back to the front of their queue on shutdown.
+   * @default 1
+   */
+  prefetchMultiplier?: number;
   /** Stop once the queues are empty and nothing runs (burst mode). @default false */
   burst?: boolean;
   /** Warm shutdown on SIGINT/SIGTERM, cold on a second signal. @default false */
@@ -171,6 +179,11 @@ export class Worker {
   #reporter?: Reporter;
   #running = new Map<string, Running>();
   #held = new Map<string, Held>();
+  /** Results being stored and messages being acked, of tasks that finished. */
+  #settling = new Set<Promise<void>>();
+  /** Prefetched requests waiting for a free slot, oldest first. */
+  #ready: Request[] = [];
+  #prefetchMultiplier: number;
   #buckets = new Map<string, TokenBucket | null>();
   #timeLimits = new Map<string, { soft: number | null; hard: number | null }>();
   #maxHeld: number;
@@ -201,6 +214,13 @@ export class Worker {
     this.hooks.onError = (error, hook) =>
       this.#log.error(`A '${hook}' hook listener failed: ${(error as Error)?.message ?? error}`);
     this.#pool = new AsyncPool(options.concurrency ?? 10);
+    this.#pool.onSlotFree = () => this.#startReady();
+    this.#prefetchMultiplier = options.prefetchMultiplier ?? 1;
+    if (!Number.isInteger(this.#prefetchMultiplier) || this.#prefetchMultiplier < 1) {
+      throw new RangeError(
+        `Cannot create worker: prefetchMultiplier must be an integer >= 1, got ${options.prefetchMultiplier}`,
+      );
+    }
     this.#maxHeld = options.maxHeld ?? 1000;
     if (!(this.#maxHeld >= 1)) {
       throw new RangeError(`Cannot create worker: maxHeld must be >= 1, got ${options.maxHeld}`);
@@ -245,9 +265,20 @@ export class Worker {
     return [...this.#held].filter(([, h]) => h.eta).map(([id]) => id);
   }
 
-  /** Held messages: ETA tasks (`eta` set) and rate-limited ones waiting for a token. */
+  /**
+   * Held messages: ETA tasks (`eta` set), rate-limited ones waiting for a token and
+   * prefetched ones waiting for a slot (`eta` null).
+   */
   get held(): (RequestSnapshot & { eta: Date | null })[] {
-    return [...this.#held].map(([id, h]) => ({ ...snapshot(id, h.request), eta: h.eta }));
+    return [
+      ...[...this.#held].map(([id, h]) => ({ ...snapshot(id, h.request), eta: h.eta })),
+      ...this.#ready.map((r) => ({ ...snapshot(r.message.id, r), eta: null })),
+    ];
+  }
+
+  /** Messages the worker may keep reserved at once: `concurrency × prefetchMultiplier`. */
+  get prefetchCount(): number {
+    return this.#pool.size * this.#prefetchMultiplier;
   }
 
   /** Requests running now (for inspect), with their start time (unix seconds). */
@@ -331,6 +362,8 @@ export class Worker {
         this.#release(id, held);
         this.#reportRevoked(held.request, "revoked", true);
       }
+      const ready = this.#ready.findIndex((r) => r.message.id === id);
+      if (ready >= 0) this.#reportRevoked(this.#ready.splice(ready, 1)[0], "revoked", true);
       const running = this.#running.get(id);
       if (running && options.terminate) {
         running.terminated = true;
@@ -451,8 +484,11 @@ export class Worker {
         await this.#sleep(this.#storeBackoffMs);
         if (this.#stopping) break;
       }
-      if (this.#pool.free === 0) {
-        await Promise.race([this.#pool.whenFree(), this.#stopped()]);
+      // Room to reserve: free slots, plus the prefetch window beyond them.
+      const room = this.prefetchCount - this.#pool.active - this.#ready.length -
+        this.#settling.size;
+      if (room <= 0) {
+        await Promise.race([this.#pool.changed(), this.#stopped()]);
         continue;
       }
       if (this.queues.length === 0) {
@@ -468,7 +504,7 @@ export class Worker {
       let deliveries: Delivery[];
       try {
         deliveries = await broker.fetch(this.queues, {
-          max: Math.min(this.#pool.free, this.#maxHeld - this.#held.size),
+          max: Math.min(room, this.#maxHeld - this.#held.size),
           timeoutMs: fetchTimeoutMs,
           signal: this.#stopFetch.signal,
         });
@@ -493,7 +529,7 @@ export class Worker {
       for (const delivery of deliveries) this.#dispatch(delivery);
       if (
         this.#options.burst && deliveries.length === 0 && this.#pool.active === 0 &&
-        this.#held.size === 0
+        this.#held.size === 0 && this.#settling.size === 0
       ) {
         this.#log.info("worker: Burst mode: queues are empty, stopping");
         this.#stopping = true;
@@ -511,6 +547,16 @@ export class Worker {
     this.#log.warning(
       `consumer: Result backend is failing; fetching again in ${this.#storeBackoffMs} ms`,
     );
+  }
+
+  /** Resolves once no finished task is still storing its result or acking its message. */
+  async #settled(): Promise<void> {
+    while (this.#settling.size > 0) await Promise.allSettled([...this.#settling]);
+  }
+
+  /** Finished tasks still storing their result or acking their message. */
+  get settlingCount(): number {
+    return this.#settling.size;
   }
 
   /** Resolves once the consumer is told to stop (one listener, however often awaited). */
@@ -580,7 +626,7 @@ export class Worker {
           `Task ${decision.request.message.displayName}[${decision.request.message.id}] received`,
         );
         this.hooks.emit("received", { message: decision.request.message, queue: delivery.queue });
-        this.#startOrWait(decision.request);
+        this.#startOrWait(decision.request, true);
     }
   }
 
@@ -601,12 +647,30 @@ export class Worker {
     this.#wait(request, eta.getTime() - Date.now(), eta);
   }
 
-  /** Runs a request now, or holds it until its task type's rate limit gives a token. */
-  #startOrWait(request: Request): void {
+  /**
+   * Runs a request now, or holds it until its task type's rate limit gives a token. With
+   * `queueWhenFull`, a request that finds no free slot waits in the prefetch queue instead
+   * (a due ETA or rate-limited request runs at once: the slot budget is advisory there).
+   */
+  #startOrWait(request: Request, queueWhenFull = false): void {
     const bucket = this.#buckets.get(request.message.task);
     const waitMs = bucket ? bucket.take() : 0;
     if (waitMs > 0) this.#wait(request, waitMs, null);
-    else this.#pool.run(() => this.#run(request));
+    else if (queueWhenFull && (this.#pool.free === 0 || this.#ready.length > 0)) {
+      this.#ready.push(request);
+    } else this.#pool.run(() => this.#run(request));
+  }
+
+  /** Starts prefetched requests while slots are free (the pool calls it as slots free). */
+  #startReady(): void {
+    while (this.#ready.length > 0 && this.#pool.free > 0 && !this.#stopping) {
+      const request = this.#ready.shift()!;
+      if (this.revoked.has(request.message.id)) {
+        this.#reportRevoked(request, "revoked", true);
+        continue;
+      }
+      this.#pool.run(() => this.#run(request));
+    }
   }
 
   /** Holds a request outside the pool for `delayMs`, then checks it again. */
@@ -642,7 +706,6 @@ export class Worker {
   async #run(request: Request): Promise<void> {
     const { message, task, delivery } = request;
     const acksLate = task.options.acksLate ?? this.#options.acksLate ?? true;
-    const reporter = this.#reporter!;
     if (!acksLate) {
       try {
         await delivery.ack();
@@ -663,10 +726,10 @@ export class Worker {
       acknowledged: !acksLate,
     };
     this.#running.set(message.id, running);
+    let outcome: Outcome;
     try {
       const ctx = buildContext(request, this.#app, this.name, controller.signal);
       let args: unknown[];
-      let outcome: Outcome;
       this.hooks.emit("started", { message });
       try {
         args = task.bindArguments(message.args, message.kwargs, ctx);
@@ -688,47 +751,73 @@ export class Worker {
       } catch (error) {
         outcome = { ok: false as const, error, runtimeMs: 0 };
       }
-      if (running.abandoned) return; // cold shutdown requeued it
-      this.counters.processed++;
-      this.counters.total[message.task] = (this.counters.total[message.task] ?? 0) + 1;
-      const settle = {
-        ignoreResult: message.ignoreResult || (task.options.ignoreResult ?? false),
-        ack: acksLate,
-      };
-      if (running.terminated) {
-        this.#reportRevoked(request, "terminated", acksLate);
-        return;
-      }
-      if (!outcome.ok) {
-        const plan = planRetry(
-          outcome.error,
-          message,
-          task.options,
-          new Date(),
-          this.#options.random,
-        );
-        if (plan.kind === "retry") {
-          await this.#retry(request, plan.eta, plan.exc, plan.countdown, acksLate);
-          return;
-        }
-        outcome = { ...outcome, error: plan.error };
-      }
-      if (outcome.ok) {
-        this.hooks.emit("succeeded", {
-          message,
-          value: outcome.value,
-          runtimeMs: outcome.runtimeMs,
-        });
-      } else {
-        this.hooks.emit("failed", { message, error: outcome.error, runtimeMs: outcome.runtimeMs });
-      }
-      const stored = outcome.ok
-        ? await reporter.succeeded(message, delivery, outcome.value, outcome.runtimeMs, settle)
-        : await reporter.failed(message, delivery, outcome.error, settle);
-      this.#noteStore(stored);
     } finally {
       this.#running.delete(message.id);
     }
+    if (running.abandoned) return; // cold shutdown requeued it
+    // The slot frees now; storing the result and acking go on outside the pool (counted
+    // in the prefetch window, awaited by the shutdown), so a prefetched task starts at once.
+    this.#track(this.#settle(request, running, outcome, acksLate));
+  }
+
+  /** Keeps a settle (result store, ack) in `#settling` until it is done. */
+  #track(settle: Promise<void>): void {
+    this.#settling.add(settle);
+    settle.catch((err) =>
+      this.#log.error(`Cannot settle a task: ${(err as Error)?.message ?? err}`)
+    ).finally(() => {
+      this.#settling.delete(settle);
+      this.#pool.notifyChanged();
+    });
+  }
+
+  /** Counts the task, then retries it or stores its result and acks its message. */
+  async #settle(
+    request: Request,
+    running: Running,
+    result: Outcome,
+    acksLate: boolean,
+  ): Promise<void> {
+    const { message, task, delivery } = request;
+    const reporter = this.#reporter!;
+    let outcome = result;
+    this.counters.processed++;
+    this.counters.total[message.task] = (this.counters.total[message.task] ?? 0) + 1;
+    const settle = {
+      ignoreResult: message.ignoreResult || (task.options.ignoreResult ?? false),
+      ack: acksLate,
+    };
+    if (running.terminated) {
+      this.#reportRevoked(request, "terminated", acksLate);
+      return;
+    }
+    if (!outcome.ok) {
+      const plan = planRetry(
+        outcome.error,
+        message,
+        task.options,
+        new Date(),
+        this.#options.random,
+      );
+      if (plan.kind === "retry") {
+        await this.#retry(request, plan.eta, plan.exc, plan.countdown, acksLate);
+        return;
+      }
+      outcome = { ...outcome, error: plan.error };
+    }
+    if (outcome.ok) {
+      this.hooks.emit("succeeded", {
+        message,
+        value: outcome.value,
+        runtimeMs: outcome.runtimeMs,
+      });
+    } else {
+      this.hooks.emit("failed", { message, error: outcome.error, runtimeMs: outcome.runtimeMs });
+    }
+    const stored = outcome.ok
+      ? await reporter.succeeded(message, delivery, outcome.value, outcome.runtimeMs, settle)
+      : await reporter.failed(message, delivery, outcome.error, settle);
+    this.#noteStore(stored);
   }
 
   /**
@@ -845,15 +934,17 @@ export class Worker {
   #shutdown(): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       await this.#loop;
-      // Reserved but not started: held ETA messages go back to the front of their queue.
+      // Reserved but not started: prefetched and held ETA messages go back to the front of
+      // their queue, prefetched ones first, in the order they were fetched.
+      const ready = this.#ready.splice(0);
       const held = [...this.#held];
       for (const [id, h] of held) this.#release(id, h);
-      await this.#restore(held.map(([, h]) => h.request.delivery));
+      await this.#restore([...ready, ...held.map(([, h]) => h.request)].map((r) => r.delivery));
       const timeoutMs = (this.#options.shutdownTimeout ?? 60) * 1000;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const cold = this.#cold.signal;
       const outcome = await Promise.race([
-        this.#pool.whenIdle().then(() => "idle"),
+        this.#pool.whenIdle().then(() => this.#settled()).then(() => "idle"),
         new Promise<string>((r) => timer = setTimeout(() => r("timeout"), timeoutMs)),
         new Promise<string>((r) => {
           if (cold.aborted) r("cold");
@@ -866,6 +957,12 @@ export class Worker {
         this.#goCold();
       }
       await this.#coldRequeues;
+      if (outcome !== "idle") {
+        // Results of tasks that finished before going cold: give their writes a moment.
+        const settledOrLate = new AbortController();
+        await Promise.race([this.#settled(), abortableSleep(2000, settledOrLate.signal)]);
+        settledOrLate.abort();
+      }
       this.#threadPool?.close();
       for (const [sig, handler] of this.#signalHandlers) Deno.removeSignalListener(sig, handler);
       this.#signalHandlers = [];

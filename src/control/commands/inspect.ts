@@ -312,7 +312,7 @@ export const INSPECT_COMMANDS: readonly CommandSpec[] = [
         active: w.pool.active,
       },
       broker: brokerInfo(ctx.broker),
-      prefetch_count: w.pool.size,
+      prefetch_count: w.prefetchCount,
       rusage: rusage(),
     };
   }, { kind: "inspect", help: "Request worker statistics/information." }),

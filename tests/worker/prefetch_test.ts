@@ -1,0 +1,235 @@
+/**
+ * The prefetch window (`prefetchMultiplier`, Celery's `worker_prefetch_multiplier`): how many
+ * messages the worker reserves beyond its free slots, in what order they start, and that
+ * none is lost on revoke or shutdown.
+ */
+
+import assert from "node:assert/strict";
+import { parseWorkerArgs } from "../../worker.ts";
+import { MemoryBackend } from "../../src/backends/memory.ts";
+import { ConfigError } from "../../src/errors.ts";
+import type { ResultMeta } from "../../src/protocol/result.ts";
+import { type Harness, harness } from "../helpers/harness.ts";
+import { type Gate, gate, waitFor } from "../helpers/wait.ts";
+
+/** A task that records its start order and waits for its gate; tracks the running peak. */
+function gatedTask(h: Harness) {
+  const gates = new Map<number, Gate>();
+  const started: number[] = [];
+  let running = 0;
+  let peak = 0;
+  const task = h.app.task("tasks.gated", async (i: number) => {
+    running++;
+    peak = Math.max(peak, running);
+    started.push(i);
+    const g = gate();
+    gates.set(i, g);
+    await g.promise;
+    running--;
+    return i;
+  });
+  return {
+    task,
+    gates,
+    started,
+    get running() {
+      return running;
+    },
+    get peak() {
+      return peak;
+    },
+  };
+}
+
+Deno.test("prefetch: multiplier 3 at concurrency 2 reserves 6, runs 2 at a time, in order", async () => {
+  const h = await harness("w-prefetch");
+  try {
+    const t = gatedTask(h);
+    const results = [];
+    for (let i = 0; i < 10; i++) results.push(await t.task.delay(i));
+    const worker = h.worker({ concurrency: 2, prefetchMultiplier: 3 });
+    assert.equal(worker.prefetchCount, 6);
+    await worker.start();
+
+    await waitFor(() => t.running === 2 && worker.held.length === 4, {
+      message: "2 running and 4 prefetched",
+    });
+    assert.equal(await h.broker.queueSize("celery"), 4, "the rest stays in the broker");
+    assert.equal(h.broker.unackedCount, 6, "every reserved message is unacked");
+    // Prefetched ones wait for a slot: reserved (eta null), never scheduled.
+    assert.ok(worker.held.every((r) => r.eta === null));
+    assert.deepEqual(worker.scheduledIds, []);
+    assert.deepEqual(
+      worker.held.map((r) => r.id),
+      results.slice(2, 6).map((r) => r.id),
+      "waiting in the order fetched",
+    );
+
+    for (let i = 0; i < 10; i++) {
+      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
+      t.gates.get(i)!.resolve();
+    }
+    const values = await Promise.all(results.map((r) => r.get({ timeout: 5 })));
+    assert.deepEqual(values, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(t.started, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "started in fetch order");
+    assert.equal(t.peak, 2, "concurrency is never exceeded");
+    await waitFor(() => h.broker.unackedCount === 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: the default (1) reserves nothing beyond the free slots", async () => {
+  const h = await harness("w-prefetch-default");
+  try {
+    const t = gatedTask(h);
+    for (let i = 0; i < 5; i++) await t.task.delay(i);
+    const worker = h.worker({ concurrency: 2 });
+    assert.equal(worker.prefetchCount, 2);
+    await worker.start();
+    await waitFor(() => t.running === 2, { message: "2 running" });
+    // Give the consumer a chance to over-fetch if it would.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(worker.held.length, 0);
+    assert.equal(h.broker.unackedCount, 2);
+    assert.equal(await h.broker.queueSize("celery"), 3);
+    for (let i = 0; i < 5; i++) {
+      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
+      t.gates.get(i)!.resolve();
+    }
+    await waitFor(() => h.broker.unackedCount === 0 && worker.pool.active === 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: a revoked prefetched task is REVOKED and never runs", async () => {
+  const h = await harness("w-prefetch-revoke");
+  try {
+    const t = gatedTask(h);
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await t.task.delay(i));
+    const worker = h.worker({ concurrency: 1, prefetchMultiplier: 4 });
+    await worker.start();
+    await waitFor(() => t.running === 1 && worker.held.length === 3);
+
+    worker.revoke([results[2].id]);
+    assert.equal(await results[2].state, "REVOKED");
+    assert.deepEqual(worker.held.map((r) => r.id), [results[1].id, results[3].id]);
+
+    for (const i of [0, 1, 3]) {
+      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
+      t.gates.get(i)!.resolve();
+    }
+    assert.deepEqual(await results[3].get({ timeout: 5 }), 3);
+    assert.deepEqual(t.started, [0, 1, 3]);
+    await waitFor(() => h.broker.unackedCount === 0, { message: "all acked, the revoked one too" });
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: a warm stop gives prefetched messages back to the front, in order", async () => {
+  const h = await harness("w-prefetch-stop");
+  try {
+    const t = gatedTask(h);
+    const results = [];
+    for (let i = 0; i < 6; i++) results.push(await t.task.delay(i));
+    const worker = h.worker({ concurrency: 2, prefetchMultiplier: 2 });
+    await worker.start();
+    await waitFor(() => t.running === 2 && worker.held.length === 2);
+
+    const stopped = worker.stop();
+    // The running ones finish; the prefetched ones never start.
+    t.gates.get(0)!.resolve();
+    t.gates.get(1)!.resolve();
+    await stopped;
+    assert.deepEqual(t.started, [0, 1]);
+    assert.equal(h.broker.unackedCount, 0);
+    assert.ok(h.logs.some((l) => l.includes("Restored 2 reserved message(s)")));
+
+    // Queue order is the original one: 2, 3 (given back) before 4, 5 (never fetched).
+    const again = await h.broker.fetch(["celery"], { max: 4, timeoutMs: 0 });
+    assert.deepEqual(
+      again.map((d) => d.message!.headers.id),
+      results.slice(2).map((r) => r.id),
+    );
+    for (const d of again) await d.ack();
+  } finally {
+    await h.close();
+  }
+});
+
+/** A memory backend whose stores wait until `open()` (then go through). */
+class GatedBackend extends MemoryBackend {
+  #gate = gate();
+  waiting = 0;
+  override async store(meta: ResultMeta): Promise<void> {
+    this.waiting++;
+    await this.#gate.promise;
+    this.waiting--;
+    return super.store(meta);
+  }
+  open(): void {
+    this.#gate.resolve();
+  }
+}
+
+Deno.test("prefetch: a finished task frees its slot while its result is stored; unacked until then", async () => {
+  const backend = new GatedBackend();
+  const h = await harness("w-settle", { backend });
+  try {
+    const started: number[] = [];
+    const task = h.app.task("tasks.quick", (i: number) => {
+      started.push(i);
+      return i;
+    });
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await task.delay(i));
+    const worker = h.worker({ concurrency: 1, prefetchMultiplier: 3 });
+    await worker.start();
+
+    // Each store hangs, yet the next prefetched task runs: the slot is not held by the
+    // store. The window (3) counts the settling tasks, so no more than 3 are taken.
+    await waitFor(() => backend.waiting === 3, { message: "3 stores waiting" });
+    assert.deepEqual(started, [0, 1, 2]);
+    assert.equal(worker.pool.active, 0);
+    assert.equal(worker.settlingCount, 3);
+    assert.equal(h.broker.unackedCount, 3, "acked only after the store");
+    assert.equal(await h.broker.queueSize("celery"), 2);
+
+    // A warm stop waits for the stores, then acks; the rest stays queued.
+    const stopped = worker.stop();
+    backend.open();
+    await stopped;
+    assert.equal(worker.settlingCount, 0);
+    assert.equal(h.broker.unackedCount, 0);
+    for (const r of results.slice(0, 3)) assert.equal(await r.state, "SUCCESS");
+    assert.equal(await h.broker.queueSize("celery"), 2);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: option and --prefetch-multiplier are checked", () => {
+  assert.equal(
+    parseWorkerArgs(["--app", "x.ts", "--prefetch-multiplier", "4"]).worker.prefetchMultiplier,
+    4,
+  );
+  assert.equal(parseWorkerArgs(["--app", "x.ts"]).worker.prefetchMultiplier, undefined);
+  for (const bad of ["0", "1.5", "x"]) {
+    assert.throws(
+      () => parseWorkerArgs(["--app", "x.ts", "--prefetch-multiplier", bad]),
+      (e: unknown) => e instanceof ConfigError && /--prefetch-multiplier/.test(e.message),
+    );
+  }
+});
+
+Deno.test("prefetch: prefetchMultiplier below 1 is a RangeError", async () => {
+  const h = await harness("w-prefetch-bad");
+  try {
+    assert.throws(() => h.worker({ prefetchMultiplier: 0 }), RangeError);
+  } finally {
+    await h.close();
+  }
+});
