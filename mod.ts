@@ -20,7 +20,7 @@
  * @module
  */
 
-export { App, type AppOptions, createApp, type SendOptions } from "./src/app.ts";
+export { App, type AppOptions, createApp, type LinkTarget, type SendOptions } from "./src/app.ts";
 export { AsyncResult, type GetOptions } from "./src/async_result.ts";
 export {
   GroupResult,

@@ -9,12 +9,13 @@ import { AsyncResult } from "./async_result.ts";
 import type { ResultBackend } from "./backends/backend.ts";
 import { createBackend } from "./backends/mod.ts";
 import { currentTaskScope } from "./canvas/current.ts";
+import { embedWithLinks } from "./canvas/options.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { createBroker } from "./brokers/mod.ts";
 import { Control } from "./control/client.ts";
 import { producerName } from "./host.ts";
 import { EventDispatcher, taskSentFields } from "./events/dispatcher.ts";
-import { encodeTaskMessage, type TaskEmbed } from "./protocol/task.ts";
+import { encodeTaskMessage, type SignatureDict, type TaskEmbed } from "./protocol/task.ts";
 import { createPushHandler, type PushHandler, type PushOptions } from "./push.ts";
 import { type QueueDefinition, TaskRouter, type TaskRoutes } from "./routing.ts";
 import { Task, type TaskFunction, type TaskOptions } from "./task.ts";
@@ -54,6 +55,9 @@ export interface AppOptions {
    */
   queues?: QueueDefinition[];
 }
+
+/** A `link`/`linkError` target: a signature (anything with `toJSON()`) or its dict. */
+export type LinkTarget = { toJSON(): unknown } | SignatureDict;
 
 /** Options of a single send (`applyAsync`, `sendTask`). */
 export interface SendOptions {
@@ -95,6 +99,13 @@ export interface SendOptions {
   timeLimit?: [number | null, number | null];
   /** Workflow links (callbacks, errbacks, chain, chord). */
   embed?: Partial<TaskEmbed>;
+  /**
+   * Callback(s) sent with this task's result when it succeeds (Celery's `link`): a signature
+   * (`task.s(...)`) or its dict, or a list of them.
+   */
+  link?: LinkTarget | LinkTarget[];
+  /** Errback(s) sent with this task's id when it fails (Celery's `link_error`). */
+  linkError?: LinkTarget | LinkTarget[];
   /** Reply queue for `rpc://` results. */
   replyTo?: string;
   /** Group id. */
@@ -334,7 +345,7 @@ export class App {
         (registered
           ? [registered.options.timeLimit ?? null, registered.options.softTimeLimit ?? null]
           : undefined),
-      embed: options.embed,
+      embed: embedWithLinks(options.embed, options.link, options.linkError),
       replyTo: options.replyTo ?? await this.#replyQueue(),
       group: options.group,
       groupIndex: options.groupIndex,

@@ -6,8 +6,8 @@
 
 import type { ResultBackend } from "./backends/backend.ts";
 import { ConfigError, TaskFailedError } from "./errors.ts";
-import type { ResultHandle, ResultSource } from "./group_result.ts";
-import { resultFromTuple } from "./group_result.ts";
+import type { ResultHandle, ResultSource, RevokeOptions } from "./group_result.ts";
+import { resultFromTuple, revokeThrough } from "./group_result.ts";
 import { readException } from "./protocol/exception.ts";
 import { READY_STATES, type ResultMeta } from "./protocol/result.ts";
 
@@ -151,6 +151,34 @@ export class AsyncResult<T = unknown> {
       });
     }
     return meta.result as T;
+  }
+
+  /**
+   * Revokes the task (Celery's `AsyncResult.revoke`), a cast to every worker through the
+   * app's remote control: a waiting message is never run (it is stored REVOKED when a worker
+   * meets it), a held one is released, and with `terminate` a running one has its
+   * `ctx.signal` aborted.
+   *
+   * @throws {TypeError} When the handle was built without the app (no remote control).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createApp, Worker } from "../mod.ts";
+   * const app = createApp({ broker: "memory://async-result-revoke-doc" });
+   * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+   * const worker = new Worker(app, { logLevel: "critical" });
+   * await worker.start();
+   * const result = await add.applyAsync([1, 2], {}, { countdown: 60 });
+   * await result.revoke();
+   * await result.get({ timeout: 5, propagate: false });
+   * assert.equal(await result.state, "REVOKED");
+   * await worker.stop();
+   * await app.close();
+   * ```
+   */
+  async revoke(options: RevokeOptions = {}): Promise<void> {
+    await revokeThrough(this.#source, [this.id], options, `task "${this.id}"`);
   }
 
   /** Deletes the stored result, and its parents' (Celery's `forget`). */

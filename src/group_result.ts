@@ -239,14 +239,28 @@ export class GroupResult {
    *   has no remote control).
    */
   async revoke(options: RevokeOptions = {}): Promise<void> {
-    const control = (this.#source as { control?: Partial<RevokeControl> }).control;
-    if (typeof control?.revoke !== "function") {
-      throw new TypeError(
-        `Cannot revoke group "${this.id}": its result source has no remote control (app.control)`,
-      );
-    }
-    await control.revoke(this.ids, options);
+    await revokeThrough(this.#source, this.ids, options, `group "${this.id}"`);
   }
+}
+
+/**
+ * Revokes task ids through a result source's remote control (`app.control.revoke`).
+ *
+ * @throws {TypeError} When the source has no remote control; the message names `what`.
+ */
+export async function revokeThrough(
+  source: ResultSource | undefined,
+  ids: string[],
+  options: RevokeOptions,
+  what: string,
+): Promise<void> {
+  const control = (source as { control?: Partial<RevokeControl> } | undefined)?.control;
+  if (typeof control?.revoke !== "function") {
+    throw new TypeError(
+      `Cannot revoke ${what}: its result source has no remote control (app.control)`,
+    );
+  }
+  await control.revoke(ids, options);
 }
 
 /**

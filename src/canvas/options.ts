@@ -114,6 +114,35 @@ function time(value: unknown, name: string): Date | undefined {
 }
 
 /** A `link`/`link_error` value (one signature or a list) as a list of signature dicts. */
+/**
+ * Adds `link` callbacks and `linkError` errbacks (signatures or their dicts, one or a list)
+ * to a message's embed, after any it has: Celery's `apply_async(link=…, link_error=…)`.
+ *
+ * @throws {TypeError} When a link is not a signature.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { embedWithLinks } from "./options.ts";
+ * const cb = { task: "tasks.log", args: [], kwargs: {}, options: {}, subtask_type: null, immutable: false };
+ * assert.deepEqual(embedWithLinks(undefined, cb, undefined), { callbacks: [cb] });
+ * assert.equal(embedWithLinks(undefined, undefined, undefined), undefined);
+ * ```
+ */
+export function embedWithLinks(
+  embed: Partial<TaskEmbed> | undefined,
+  link: unknown,
+  linkError: unknown,
+): Partial<TaskEmbed> | undefined {
+  const callbacks = signatureList(link, "link");
+  const errbacks = signatureList(linkError, "linkError");
+  if (!callbacks && !errbacks) return embed;
+  const out: Partial<TaskEmbed> = { ...embed };
+  if (callbacks) out.callbacks = [...(embed?.callbacks ?? []), ...callbacks];
+  if (errbacks) out.errbacks = [...(embed?.errbacks ?? []), ...errbacks];
+  return out;
+}
+
 function signatureList(value: unknown, name: string): SignatureDict[] | null {
   if (value === undefined || value === null) return null;
   const list = Array.isArray(value) ? value : [value];

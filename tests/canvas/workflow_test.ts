@@ -17,7 +17,9 @@ import {
   signature,
   TaskFailedError,
 } from "../../mod.ts";
+import { AsyncResult as AsyncResultClass } from "../../src/async_result.ts";
 import type { AsyncResult } from "../../src/async_result.ts";
+import type { TaskContext } from "../../src/task.ts";
 import type { Harness } from "../helpers/harness.ts";
 import { harness } from "../helpers/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -167,6 +169,73 @@ Deno.test("linkError: an errback gets the failed task's id; onError returns the 
       args,
       [[result.id], ["second"]].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
     );
+  });
+});
+
+Deno.test("applyAsync({ link, linkError }): callbacks and errbacks as Celery's apply_async(link=, link_error=)", async () => {
+  await withSetup("cv-apply-link", async ({ app, add, fail, record, calls }) => {
+    const ok = await add.applyAsync([2, 3], {}, { link: record.s("cb") });
+    assert.equal(await ok.get({ timeout: 5 }), 5);
+    await waitFor(() => calls.length === 1, { message: "the callback ran" });
+    assert.deepEqual(calls[0]!.args, [5, "cb"]);
+
+    // A list, a signature dict (as a Python client would give it), and an errback.
+    const dict = record.s("dict").toDict();
+    const bad = await fail.applyAsync(["boom"], {}, {
+      link: record.s("never"),
+      linkError: [record.s("eb"), dict],
+    });
+    await failure(bad.get({ timeout: 5 }));
+    await waitFor(() => calls.length === 3, { message: "both errbacks ran" });
+    assert.deepEqual(
+      calls.slice(1).map((c) => c.args).sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+      [[bad.id, "dict"], [bad.id, "eb"]],
+    );
+    assert.ok(!calls.some((c) => c.args.includes("never")), "no callback after a failure");
+
+    // sendTask takes them too; a link that is not a signature is refused before sending.
+    const byName = await app.sendTask("tasks.add", [1, 1], {}, { link: record.s("named") });
+    assert.equal(await byName.get({ timeout: 5 }), 2);
+    await waitFor(() => calls.some((c) => c.args[1] === "named"));
+    await assert.rejects(
+      add.applyAsync([1, 1], {}, { link: { nope: 1 } as never }),
+      (e: unknown) => e instanceof TypeError && /'link'/.test(e.message),
+    );
+  });
+});
+
+Deno.test("AsyncResult.revoke(): a held task is never run; terminate aborts a running one", async () => {
+  await withSetup("cv-result-revoke", async ({ app, add, worker }) => {
+    const held = await add.applyAsync([1, 1], {}, { countdown: 60 });
+    await waitFor(() => worker.scheduledIds.includes(held.id), { message: "held" });
+    await held.revoke();
+    const value: unknown = await held.get({ timeout: 5, propagate: false });
+    assert.equal((value as { exc_type: string }).exc_type, "TaskRevokedError");
+    assert.equal(await held.state, "REVOKED");
+    assert.deepEqual(worker.scheduledIds, []);
+
+    let aborted = false;
+    const stuck = app.task(
+      "tasks.stuck",
+      (ctx: TaskContext) =>
+        new Promise((_, reject) =>
+          ctx.signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(ctx.signal.reason);
+          })
+        ),
+      { bind: true },
+    );
+    const running = await stuck.delay();
+    await waitFor(() => worker.activeIds.includes(running.id), { message: "running" });
+    await running.revoke({ terminate: true });
+    await waitFor(() => aborted, { message: "the running task's signal aborted" });
+    await running.get({ timeout: 5, propagate: false });
+    assert.equal(await running.state, "REVOKED");
+
+    // A handle built without the app has no remote control.
+    const bare = new AsyncResultClass("x", () => Promise.resolve(null));
+    await assert.rejects(bare.revoke(), TypeError);
   });
 });
 
