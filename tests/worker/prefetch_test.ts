@@ -28,10 +28,18 @@ function gatedTask(h: Harness) {
     running--;
     return i;
   });
+  /** Lets tasks `ids` finish, in this order, each once it has started. */
+  async function release(ids: Iterable<number>): Promise<void> {
+    for (const i of ids) {
+      await waitFor(() => gates.has(i), { message: `task ${i} started` });
+      gates.get(i)!.resolve();
+    }
+  }
   return {
     task,
     gates,
     started,
+    release,
     get running() {
       return running;
     },
@@ -65,10 +73,7 @@ Deno.test("prefetch: multiplier 3 at concurrency 2 reserves 6, runs 2 at a time,
       "waiting in the order fetched",
     );
 
-    for (let i = 0; i < 10; i++) {
-      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
-      t.gates.get(i)!.resolve();
-    }
+    await t.release(results.keys());
     const values = await Promise.all(results.map((r) => r.get({ timeout: 5 })));
     assert.deepEqual(values, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.deepEqual(t.started, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "started in fetch order");
@@ -93,10 +98,7 @@ Deno.test("prefetch: the default (1) reserves nothing beyond the free slots", as
     assert.equal(worker.held.length, 0);
     assert.equal(h.broker.unackedCount, 2);
     assert.equal(await h.broker.queueSize("celery"), 3);
-    for (let i = 0; i < 5; i++) {
-      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
-      t.gates.get(i)!.resolve();
-    }
+    await t.release([0, 1, 2, 3, 4]);
     await waitFor(() => h.broker.unackedCount === 0 && worker.pool.active === 0);
   } finally {
     await h.close();
@@ -117,10 +119,7 @@ Deno.test("prefetch: a revoked prefetched task is REVOKED and never runs", async
     assert.equal(await results[2].state, "REVOKED");
     assert.deepEqual(worker.held.map((r) => r.id), [results[1].id, results[3].id]);
 
-    for (const i of [0, 1, 3]) {
-      await waitFor(() => t.gates.has(i), { message: `task ${i} started` });
-      t.gates.get(i)!.resolve();
-    }
+    await t.release([0, 1, 3]);
     assert.deepEqual(await results[3].get({ timeout: 5 }), 3);
     assert.deepEqual(t.started, [0, 1, 3]);
     await waitFor(() => h.broker.unackedCount === 0, { message: "all acked, the revoked one too" });
