@@ -247,6 +247,19 @@ export class GroupResult {
  * Revokes task ids through a result source's remote control (`app.control.revoke`).
  *
  * @throws {TypeError} When the source has no remote control; the message names `what`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { revokeThrough } from "./group_result.ts";
+ * const sent: string[][] = [];
+ * const source = {
+ *   backend: () => Promise.resolve(null),
+ *   control: { revoke: (ids: string | string[]) => Promise.resolve(sent.push([ids].flat())) },
+ * };
+ * await revokeThrough(source, ["t1", "t2"], {}, "two tasks");
+ * assert.deepEqual(sent, [["t1", "t2"]]);
+ * ```
  */
 export async function revokeThrough(
   source: ResultSource | undefined,

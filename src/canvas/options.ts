@@ -113,7 +113,6 @@ function time(value: unknown, name: string): Date | undefined {
   return parsed;
 }
 
-/** A `link`/`link_error` value (one signature or a list) as a list of signature dicts. */
 /**
  * Adds `link` callbacks and `linkError` errbacks (signatures or their dicts, one or a list)
  * to a message's embed, after any it has: Celery's `apply_async(link=…, link_error=…)`.
@@ -143,6 +142,7 @@ export function embedWithLinks(
   return out;
 }
 
+/** A `link`/`link_error` value (one signature or a list) as a list of signature dicts. */
 function signatureList(value: unknown, name: string): SignatureDict[] | null {
   if (value === undefined || value === null) return null;
   const list = Array.isArray(value) ? value : [value];

@@ -118,3 +118,28 @@ Deno.test("AsyncPool.changed: resolves at the next change", async () => {
   await waiting;
   assert.equal(changed, true);
 });
+
+Deno.test("AsyncPool.onSlotFree: called once per settled job, with the slot already free", async () => {
+  const pool = new AsyncPool(1);
+  const seen: number[] = [];
+  pool.onSlotFree = () => seen.push(pool.free);
+  const g = gate();
+  pool.run(() => g.promise);
+  pool.run(() => Promise.reject(new Error("failed job")));
+  await settle();
+  assert.deepEqual(seen, [0], "the failed job freed its slot; one job still runs");
+  g.resolve();
+  await pool.whenIdle();
+  assert.deepEqual(seen, [0, 1]);
+});
+
+Deno.test("AsyncPool.notifyChanged: wakes changed() without a job settling", async () => {
+  const pool = new AsyncPool(1);
+  let woke = false;
+  const waiting = pool.changed().then(() => woke = true);
+  await settle();
+  assert.equal(woke, false);
+  pool.notifyChanged();
+  await waiting;
+  assert.equal(woke, true);
+});
