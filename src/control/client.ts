@@ -23,6 +23,7 @@ import { createBroker } from "../brokers/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { LamportClock } from "../events/event.ts";
 import { BUILTIN_COMMANDS } from "./commands/mod.ts";
+import { openReplyInbox, type ReplyInbox } from "./reply_inbox.ts";
 import {
   type CommandHandler,
   type CommandOptions,
@@ -36,7 +37,6 @@ import {
   pcreMatch,
   PIDBOX_EXCHANGE,
   REPLY_EXCHANGE,
-  replyQueue,
 } from "./protocol.ts";
 
 /** One node's reply: `{<node>: value}`. */
@@ -298,8 +298,8 @@ export class Control {
    * Sends a command to the workers. A cast (`reply` false, the default) resolves with `[]`
    * once published; a call resolves with the replies, `[{<node>: reply}, …]`.
    *
-   * @throws {ConfigError} When the broker has no fanout (remote control needs Redis or
-   *   memory).
+   * @throws {ConfigError} When the broker has no fanout (remote control needs Redis,
+   *   RabbitMQ, the embedded store or memory).
    * @throws {RangeError} For a timeout or limit that is not a positive number.
    */
   async broadcast(method: string, options: BroadcastOptions = {}): Promise<NodeReply[]> {
@@ -315,7 +315,7 @@ export class Control {
     const broker = await this.broker();
     if (!broker.broadcast) {
       throw new ConfigError(
-        `Cannot send remote-control command ${method} on ${broker.displayUrl}: this broker has no fanout (use redis://)`,
+        `Cannot send remote-control command ${method} on ${broker.displayUrl}: this broker has no fanout (use redis://, amqp:// or sqlite://)`,
       );
     }
     const request = {
@@ -330,15 +330,9 @@ export class Control {
       await broker.broadcast(PIDBOX_EXCHANGE, "", encodeRequest(request, headers));
       return [];
     }
-    if (!broker.bindQueue || !broker.unbindQueue) {
-      throw new ConfigError(
-        `Cannot wait for remote-control replies on ${broker.displayUrl}: this broker cannot bind reply queues`,
-      );
-    }
     const oid = crypto.randomUUID();
     const ticket = crypto.randomUUID();
-    const queue = replyQueue(oid);
-    await broker.bindQueue(queue, REPLY_EXCHANGE, oid);
+    const inbox = await openReplyInbox(broker, REPLY_EXCHANGE, oid);
     try {
       await broker.broadcast(
         PIDBOX_EXCHANGE,
@@ -349,16 +343,14 @@ export class Control {
           reply_to: { exchange: REPLY_EXCHANGE, routing_key: oid },
         }, headers),
       );
-      return await this.#collect(broker, queue, ticket, timeout * 1000, limit, options.callback);
+      return await this.#collect(inbox, ticket, timeout * 1000, limit, options.callback);
     } finally {
-      await broker.unbindQueue(queue, REPLY_EXCHANGE, oid).catch(() => {});
-      await broker.purge(queue).catch(() => {});
+      await inbox.close();
     }
   }
 
   async #collect(
-    broker: Broker,
-    queue: string,
+    inbox: ReplyInbox,
     ticket: string,
     timeoutMs: number,
     limit: number | undefined,
@@ -369,13 +361,11 @@ export class Control {
     while (limit === undefined || replies.length < limit) {
       const left = deadline - performance.now();
       if (left <= 0) break;
-      const deliveries = await broker.fetch([queue], { max: 100, timeoutMs: left });
-      for (const delivery of deliveries) {
-        await delivery.ack().catch(() => {});
-        if (!delivery.message || (limit !== undefined && replies.length >= limit)) continue;
+      for (const message of await inbox.next(left)) {
+        if (limit !== undefined && replies.length >= limit) continue;
         let reply;
         try {
-          reply = decodeReply(delivery.message);
+          reply = decodeReply(message);
         } catch {
           continue;
         }

@@ -43,6 +43,15 @@ function task(id: string, priority = 0) {
   }, new Date());
 }
 
+/** Polls `done` every 10 ms for up to 5 s (fanout on AMQP and the embedded store is async). */
+async function waitUntil(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 function ids(deliveries: Delivery[]): string[] {
   return deliveries.map((d) => decodeTaskMessage(d.message!).id);
 }
@@ -172,6 +181,32 @@ const CASES: Record<string, Case> = {
       assert.equal(await after.queueSize("q"), 0);
     } finally {
       if (after !== b) await after.close();
+    }
+  },
+  "fanout reaches every matching subscriber, none after close": async (b) => {
+    assert.ok(b.broadcast && b.subscribe, "broadcast and subscribe");
+    const workers: string[] = [];
+    const everything: string[] = [];
+    const other: string[] = [];
+    const key = (m: { deliveryInfo?: { routingKey: string } }) => m.deliveryInfo?.routingKey ?? "";
+    const subWorkers = await b.subscribe("celeryev", "worker.*", (m) => workers.push(key(m)));
+    const subAll = await b.subscribe("celeryev", "#", (m) => everything.push(key(m)));
+    const subOther = await b.subscribe("celery.pidbox", "", (m) => other.push(key(m)));
+    try {
+      await b.broadcast("celeryev", "worker.heartbeat", task("f1"));
+      await b.broadcast("celeryev", "task.multi", task("f2"));
+      await waitUntil(() => everything.length === 2 && workers.length === 1, "broadcasts");
+      assert.deepEqual(everything, ["worker.heartbeat", "task.multi"], "in order");
+      assert.deepEqual(workers, ["worker.heartbeat"], "topic rules on the routing key");
+      assert.deepEqual(other, [], "another exchange sees nothing");
+      await subWorkers.close();
+      await b.broadcast("celeryev", "worker.offline", task("f3"));
+      await waitUntil(() => everything.length === 3, "the broadcast after a close");
+      assert.deepEqual(workers, ["worker.heartbeat"], "nothing after close");
+      assert.equal(await b.queueSize("celeryev"), 0, "fanout leaves nothing queued");
+    } finally {
+      await subAll.close();
+      await subOther.close();
     }
   },
   "body, headers and properties survive the trip": async (b) => {

@@ -8,6 +8,9 @@
  *    celeriac through Redis and through `rpc://`, and a task routed by `taskRoutes` to a
  *    named queue the Python worker consumes (`-Q`).
  *
+ * 3. celeriac's remote-control client (`app.control`) inspects and steers a Python worker
+ *    and a celeriac worker over RabbitMQ.
+ *
  * Every process is stopped in `finally`; waits are bounded.
  */
 
@@ -168,6 +171,51 @@ Deno.test("amqp interop: celeriac producer → Python worker (solo), results via
   } finally {
     await worker?.stop();
     await rpcWorker?.stop();
+  }
+});
+
+Deno.test("amqp interop: celeriac's app.control inspects and steers a Python and a celeriac worker", async () => {
+  const urls = { broker: BROKER, backend: redis.url(3) };
+  const app = createApp({ broker: BROKER, backend: null });
+  let py: WorkerProcess | undefined;
+  let ours: WorkerProcess | undefined;
+  try {
+    [py, ours] = await Promise.all([
+      startPythonWorker({ ...urls, pool: "solo", name: "py-ctl@test" }),
+      startCeleriacWorker({ ...urls, concurrency: 2, name: "celeriac-ctl@test" }),
+    ]);
+    // Replies come back through a private queue bound to reply.celery.pidbox (no bindQueue
+    // on RabbitMQ: the inbox is a subscription, as kombu's pidbox client on AMQP).
+    const both = app.control.inspect({ destination: ["py-ctl@test", "celeriac-ctl@test"] });
+    assert.deepEqual(await both.ping(), {
+      "py-ctl@test": { ok: "pong" },
+      "celeriac-ctl@test": { ok: "pong" },
+    });
+    const registered = await both.registered();
+    for (const node of ["py-ctl@test", "celeriac-ctl@test"]) {
+      assert.ok(registered[node]?.includes("tasks.add"), `${node}: ${registered[node]}`);
+    }
+    assert.deepEqual(
+      await app.control.rateLimit("tasks.add", "10/m", {
+        reply: true,
+        destination: ["py-ctl@test"],
+        timeout: 5,
+      }),
+      [{ "py-ctl@test": { ok: "new rate limit set successfully" } }],
+    );
+    const py2 = app.control.inspect({ destination: ["py-ctl@test"], timeout: 5 });
+    assert.ok(
+      (await py2.registered())["py-ctl@test"]!.includes("tasks.add [rate_limit=10/m]"),
+    );
+    // A broadcast without a destination gets every live node's reply within the timeout.
+    const all = await app.control.ping({ timeout: 2 });
+    assert.deepEqual(all.map((r) => Object.keys(r)[0]).sort(), [
+      "celeriac-ctl@test",
+      "py-ctl@test",
+    ]);
+  } finally {
+    await app.close();
+    await Promise.all([py?.stop(), ours?.stop()]);
   }
 });
 
