@@ -65,8 +65,8 @@ Commands:
   other method takes key=value words (values read as JSON when they parse).
 
 Options:
-  -b, --broker <url>          broker URL (default: the --app's, else ${EMBEDDED_DEFAULT_URL};
-                              remote control needs fanout: redis://)
+  -b, --broker <url>          broker URL (default: the --app's, else ${EMBEDDED_DEFAULT_URL}):
+                              redis://, amqp://, sqlite:// (memory:// only in one process)
   -A, --app <module>          app module: its broker and its registered commands
   -d, --destination <a,b>     only these node names
       --pattern <p>           only nodes matching (with --matcher glob|pcre, default glob)

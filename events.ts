@@ -36,9 +36,8 @@ Commands:
                           (the default on a terminal)
 
 Options:
-  -b, --broker <url>      broker URL (redis://host:port/db, memory://); default
-                          ${EMBEDDED_DEFAULT_URL}, as worker.ts (events need a broker
-                          with fanout: Redis)
+  -b, --broker <url>      broker URL: redis://, amqp://, sqlite:// (memory:// only in
+                          one process); default ${EMBEDDED_DEFAULT_URL}, as worker.ts
       --json              with --dump: one JSON object per line
       --refresh <s>       top: seconds between screen refreshes (default 1)
       --no-wakeup         do not ask workers for a heartbeat on start
@@ -194,7 +193,7 @@ export async function runEventsCli(
     const source = cli.broker ? cli.broker.displayUrl : redactUrl(options.broker);
     if (!broker.subscribe || !broker.broadcast) {
       throw new ConfigError(
-        `Cannot watch events on ${source}: this broker has no fanout; events need redis:// (or memory:// in one process)`,
+        `Cannot watch events on ${source}: this broker has no fanout; events need redis://, amqp:// or sqlite:// (or memory:// in one process)`,
       );
     }
     if (!cli.broker) await broker.connect();

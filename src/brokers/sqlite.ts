@@ -34,8 +34,9 @@ import {
   sleepUnlessWoken,
   transaction,
 } from "../sqlite/db.ts";
-import type { Broker, DeadLetter, Delivery, FetchOptions, Route } from "./broker.ts";
+import type { Broker, DeadLetter, Delivery, FetchOptions, Route, Subscription } from "./broker.ts";
 import { priorityStep } from "./memory.ts";
+import { FANOUT_SCHEMA, SqliteFanout } from "./sqlite_fanout.ts";
 
 const PRIORITY_STEPS = [0, 3, 6, 9] as const;
 
@@ -187,6 +188,7 @@ export class SqliteBroker implements Broker {
   readonly visibilityTimeoutMs: number;
   #db?: DatabaseSync;
   #sql?: Statements;
+  #fanout?: SqliteFanout;
   #renewTimer?: ReturnType<typeof setInterval>;
   #closed = false;
   #rotation = 0;
@@ -231,7 +233,9 @@ export class SqliteBroker implements Broker {
       const db = openDatabase(this.path);
       try {
         db.exec(SCHEMA);
+        db.exec(FANOUT_SCHEMA);
         this.#sql = prepare(db);
+        this.#fanout = new SqliteFanout(db, `${this.#channel}:fanout`);
       } catch (err) {
         db.close();
         throw err;
@@ -281,7 +285,13 @@ export class SqliteBroker implements Broker {
         deliveryTag: crypto.randomUUID(),
       });
       const step = priorityStep(message.properties.priority);
-      sql.insert.run(route.routingKey, step, step, raw, Date.now());
+      const bound = this.#fanout!.boundQueues(route.exchange, route.routingKey);
+      const now = Date.now();
+      if (bound.length === 0) sql.insert.run(route.routingKey, step, step, raw, now);
+      else {transaction(this.#db!, () =>
+          bound.forEach((q) =>
+            sql.insert.run(q, step, step, raw, now)
+          ));}
       notify(this.#channel);
       return Promise.resolve();
     } catch (err) {
@@ -448,6 +458,57 @@ export class SqliteBroker implements Broker {
     }
   }
 
+  /**
+   * Fanout publish (remote control, events) through the `celeriac_fanout` table: every
+   * subscribed broker instance on this file sees it within about 50 ms; nothing is kept
+   * for listeners that come later.
+   */
+  broadcast(exchange: string, routingKey: string, message: TransportMessage): Promise<void> {
+    try {
+      this.#open();
+      this.#fanout!.broadcast(exchange, routingKey, message);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Listens to a fanout exchange (AMQP topic rules on the routing key). */
+  subscribe(
+    exchange: string,
+    pattern: string,
+    onMessage: (message: TransportMessage) => void,
+  ): Promise<Subscription> {
+    try {
+      this.#open();
+      return Promise.resolve(this.#fanout!.subscribe(exchange, pattern, onMessage));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Binds `queue` to a named exchange with a routing key (remote control's replies). */
+  bindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
+    try {
+      this.#open();
+      this.#fanout!.bind(queue, exchange, routingKey);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Removes a binding made by {@linkcode SqliteBroker.bindQueue}. */
+  unbindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
+    try {
+      this.#open();
+      this.#fanout!.unbind(queue, exchange, routingKey);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
   /** Dead letters, newest first. */
   deadLetters(limit = 100): Promise<DeadLetter[]> {
     try {
@@ -468,6 +529,8 @@ export class SqliteBroker implements Broker {
     this.#closed = true;
     clearInterval(this.#renewTimer);
     this.#close.abort();
+    this.#fanout?.close();
+    this.#fanout = undefined;
     try {
       this.#db?.close();
     } catch {

@@ -94,13 +94,13 @@ export class EventReceiver {
   /**
    * Subscribes to the exchange.
    *
-   * @throws {ConfigError} When the broker has no fanout (events need Redis, AMQP or memory).
+   * @throws {ConfigError} When the broker has no fanout.
    */
   async start(): Promise<void> {
     if (this.#subscription) return;
     if (!this.#broker.subscribe) {
       throw new ConfigError(
-        `Cannot receive events from ${this.#broker.displayUrl}: this broker has no fanout (use redis:// or memory://)`,
+        `Cannot receive events from ${this.#broker.displayUrl}: this broker has no fanout (use redis://, amqp://, sqlite:// or memory://)`,
       );
     }
     this.#subscription = await this.#broker.subscribe(

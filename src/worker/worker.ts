@@ -91,7 +91,7 @@ export interface WorkerOptions {
   /**
    * Remote control (Celery's pidbox, `docs/control.md`): `true` serves every command,
    * `{ allow: [...] }` only the listed ones (others get an error reply), `false` none.
-   * Needs a broker with fanout (Redis, memory). @default true
+   * Needs a broker with fanout (Redis, RabbitMQ, the embedded store, memory). @default true
    */
   remoteControl?: boolean | { allow: string[] };
 }

@@ -2,7 +2,7 @@
  * The embedded SQLite broker (`sqlite://<path>`) in one process: claim order (priority
  * buckets, round robin, front/back requeue), leases (renewal while alive, expiry after the
  * owner stops, restore for the same owner), dead letters, waiting fetches, the factory, and a
- * worker on it (ETA held and given back). The two-process and kill -9 checks are in
+ * worker on it (ETA held and given back), fanout across instances and bindings. The two-process and kill -9 checks are in
  * `tests/embedded/processes_test.ts`; the shared broker contract suite runs at the end.
  */
 
@@ -275,6 +275,37 @@ Deno.test("sqlite broker: a waiting fetch sees a row written by another connecti
     await d!.ack();
   } finally {
     await consumer.close();
+  }
+});
+
+Deno.test("sqlite broker: fanout crosses instances on one file; bindings route a named exchange", async () => {
+  await using store = await tempStore();
+  const a = new SqliteBroker(store.url);
+  const b = new SqliteBroker(store.url);
+  await a.connect();
+  await b.connect();
+  try {
+    await a.broadcast("celeryev", "worker.online", message("before"));
+    const got: string[] = [];
+    const sub = await b.subscribe("celeryev", "#", (m) => void got.push(String(m.headers.id)));
+    await a.broadcast("celeryev", "worker.heartbeat", message("after"));
+    await pollUntil(() => got.length === 1, { message: "the other instance's broadcast" });
+    assert.deepEqual(got, ["after"], "a subscriber sees only what came after it started");
+    await sub.close();
+
+    // A publish to a named exchange goes to the queues bound with its routing key; other
+    // publishes go to the queue named by the routing key, as before.
+    await b.bindQueue("oid-1.reply.celery.pidbox", "reply.celery.pidbox", "oid-1");
+    await a.publish(message("reply"), { exchange: "reply.celery.pidbox", routingKey: "oid-1" });
+    assert.equal(await a.queueSize("oid-1.reply.celery.pidbox"), 1);
+    assert.equal(await a.queueSize("oid-1"), 0);
+    await b.unbindQueue("oid-1.reply.celery.pidbox", "reply.celery.pidbox", "oid-1");
+    await a.publish(message("unbound"), { exchange: "reply.celery.pidbox", routingKey: "oid-1" });
+    assert.equal(await a.queueSize("oid-1"), 1);
+    assert.equal(await a.queueSize("oid-1.reply.celery.pidbox"), 1);
+  } finally {
+    await a.close();
+    await b.close();
   }
 });
 

@@ -2,15 +2,21 @@
  * The embedded store across processes: a producer process and a worker process (the worker
  * CLI) share one `sqlite://` file; a worker killed with SIGKILL mid-task loses nothing (the
  * task runs again on another worker after the visibility timeout); `--burst` drains an
- * embedded queue filled by this process; the CLI defaults to the embedded store.
+ * embedded queue filled by this process; the CLI defaults to the embedded store; remote
+ * control and events reach a worker process through the file.
  *
  * Workers run with scoped permissions: `--allow-read=<repo>,<store dir>` and
  * `--allow-write=<store dir>`.
  */
 
 import assert from "node:assert/strict";
-import { createApp } from "../../mod.ts";
-import { REPO_ROOT, runCeleriacWorker, startCeleriacWorker } from "../helpers/python_celery.ts";
+import { type CeleryEvent, createApp, EventReceiver } from "../../mod.ts";
+import {
+  REPO_ROOT,
+  runCeleriacWorker,
+  startCeleriacWorker,
+  type WorkerProcess,
+} from "../helpers/python_celery.ts";
 import { spawnChild } from "../helpers/process.ts";
 import { tempStore } from "../helpers/temp_store.ts";
 import { pollUntil } from "../helpers/poll.ts";
@@ -165,4 +171,51 @@ Deno.test("embedded: without --broker the worker CLI runs on ./.celeriac/celeria
   assert.match(run.stdout, /results:\s+sqlite:\/\/\.\/\.celeriac\/celeriac\.db$/m);
   assert.match(run.stdout, /burst: ran 0 task\(s\), rejected 0/);
   assert.ok((await Deno.stat(`${store.dir}/.celeriac/celeriac.db`)).isFile);
+});
+
+Deno.test("embedded: remote control and events reach a worker process through the file", async () => {
+  await using store = await tempStore();
+  const app = createApp({ broker: store.url });
+  let worker: WorkerProcess | undefined;
+  const events: CeleryEvent[] = [];
+  const receiver = new EventReceiver(await app.broker(), {
+    handlers: { "*": (e) => void events.push(e) },
+  });
+  try {
+    await receiver.start();
+    worker = await startCeleriacWorker({
+      app: APP,
+      broker: store.url,
+      name: "embedded-ctl@test",
+      args: ["-E"],
+      permissions: permissions(store.dir),
+    });
+    const inspect = app.control.inspect({ destination: ["embedded-ctl@test"], timeout: 5 });
+    assert.deepEqual(await inspect.ping(), { "embedded-ctl@test": { ok: "pong" } });
+    assert.ok((await inspect.registered())["embedded-ctl@test"]!.includes("tasks.add"));
+    assert.deepEqual(
+      await app.control.rateLimit("tasks.add", "100/m", {
+        reply: true,
+        destination: ["embedded-ctl@test"],
+        timeout: 5,
+      }),
+      [{ "embedded-ctl@test": { ok: "new rate limit set successfully" } }],
+    );
+
+    const result = await app.sendTask<number>("tasks.add", [20, 22]);
+    assert.equal(await result.get({ timeout: 10 }), 42);
+    await pollUntil(
+      () => events.some((e) => e.type === "task-succeeded" && e.uuid === result.id),
+      { timeoutMs: 10_000, message: "task-succeeded through the fanout table" },
+    );
+    const types = new Set(events.map((e) => e.type));
+    for (const t of ["worker-online", "task-received", "task-started", "task-succeeded"]) {
+      assert.ok(types.has(t), `${t} in ${[...types]}`);
+    }
+    assert.ok(events.every((e) => e.hostname === undefined || e.hostname === "embedded-ctl@test"));
+  } finally {
+    await receiver.close();
+    await app.close();
+    await worker?.stop();
+  }
 });
