@@ -265,38 +265,43 @@ export class SqliteBroker implements Broker {
     }
   }
 
-  /** Records the queue name (queues also exist implicitly). */
-  declareQueue(queue: string): Promise<void> {
+  /** Runs a synchronous call on the open store as a promise (a throw rejects it). */
+  #call<T>(fn: (sql: Statements, fanout: SqliteFanout) => T): Promise<T> {
     try {
-      this.#open().declare.run(queue);
-      return Promise.resolve();
+      return Promise.resolve(fn(this.#open(), this.#fanout!));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  /** Appends the message to its queue's priority bucket; wakes same-process fetchers. */
+  /** Records the queue name (queues also exist implicitly). */
+  declareQueue(queue: string): Promise<void> {
+    return this.#call((sql) => void sql.declare.run(queue));
+  }
+
+  /**
+   * Appends the message to its queue's priority bucket (the queues bound to a named exchange
+   * with its routing key, else the queue named by the routing key); wakes same-process
+   * fetchers.
+   */
   publish(message: TransportMessage, route: Route): Promise<void> {
-    try {
-      const sql = this.#open();
+    return this.#call((sql, fanout) => {
       const raw = encodeRedisEnvelope(message, {
         exchange: route.exchange,
         routingKey: route.routingKey,
         deliveryTag: crypto.randomUUID(),
       });
       const step = priorityStep(message.properties.priority);
-      const bound = this.#fanout!.boundQueues(route.exchange, route.routingKey);
+      const bound = fanout.boundQueues(route.exchange, route.routingKey);
       const now = Date.now();
       if (bound.length === 0) sql.insert.run(route.routingKey, step, step, raw, now);
-      else {transaction(this.#db!, () =>
-          bound.forEach((q) =>
-            sql.insert.run(q, step, step, raw, now)
-          ));}
+      else {
+        transaction(this.#db!, () => {
+          for (const queue of bound) sql.insert.run(queue, step, step, raw, now);
+        });
+      }
       notify(this.#channel);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    });
   }
 
   #restoreRows(rows: { id: number; queue: string }[]): void {
@@ -442,20 +447,12 @@ export class SqliteBroker implements Broker {
 
   /** Ready messages of a queue (all priorities; leased ones are not counted). */
   queueSize(queue: string): Promise<number> {
-    try {
-      return Promise.resolve(Number((this.#open().size.get(queue) as { n: number }).n));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((sql) => Number((sql.size.get(queue) as { n: number }).n));
   }
 
   /** Deletes the ready messages of a queue; returns how many. */
   purge(queue: string): Promise<number> {
-    try {
-      return Promise.resolve(Number(this.#open().purge.run(queue).changes));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((sql) => Number(sql.purge.run(queue).changes));
   }
 
   /**
@@ -464,13 +461,7 @@ export class SqliteBroker implements Broker {
    * for listeners that come later.
    */
   broadcast(exchange: string, routingKey: string, message: TransportMessage): Promise<void> {
-    try {
-      this.#open();
-      this.#fanout!.broadcast(exchange, routingKey, message);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((_, fanout) => fanout.broadcast(exchange, routingKey, message));
   }
 
   /** Listens to a fanout exchange (AMQP topic rules on the routing key). */
@@ -479,44 +470,24 @@ export class SqliteBroker implements Broker {
     pattern: string,
     onMessage: (message: TransportMessage) => void,
   ): Promise<Subscription> {
-    try {
-      this.#open();
-      return Promise.resolve(this.#fanout!.subscribe(exchange, pattern, onMessage));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((_, fanout) => fanout.subscribe(exchange, pattern, onMessage));
   }
 
   /** Binds `queue` to a named exchange with a routing key (remote control's replies). */
   bindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
-    try {
-      this.#open();
-      this.#fanout!.bind(queue, exchange, routingKey);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((_, fanout) => fanout.bind(queue, exchange, routingKey));
   }
 
   /** Removes a binding made by {@linkcode SqliteBroker.bindQueue}. */
   unbindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
-    try {
-      this.#open();
-      this.#fanout!.unbind(queue, exchange, routingKey);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((_, fanout) => fanout.unbind(queue, exchange, routingKey));
   }
 
   /** Dead letters, newest first. */
   deadLetters(limit = 100): Promise<DeadLetter[]> {
-    try {
-      const rows = this.#open().deadList.all(limit) as unknown as DeadLetter[];
-      return Promise.resolve(rows.map((r) => ({ ...r, at: Number(r.at) })));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((sql) =>
+      (sql.deadList.all(limit) as unknown as DeadLetter[]).map((r) => ({ ...r, at: Number(r.at) }))
+    );
   }
 
   /**
