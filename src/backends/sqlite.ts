@@ -5,6 +5,13 @@
  * seconds (expired rows are deleted at connect and every few minutes by writers).
  * `waitFor` polls (50 ms doubling to 250 ms); a store from the same process wakes it at once.
  *
+ * Chords and saved groups follow the Redis backend's accounting (`src/backends/chord.ts`) in
+ * three tables: a chord's size (`.s`) and adjustment (`.t`) in `celeriac_chords`, one row per
+ * finished header member (`.j`, the member's encoded entry is its key, so a redelivered
+ * member counts once) in `celeriac_chord_parts`, and saved group tuples in `celeriac_groups`.
+ * `chordPartReturn` counts in one `BEGIN IMMEDIATE` transaction, so across processes exactly
+ * the member that completes the chord gets the join.
+ *
  * @module
  */
 
@@ -19,8 +26,10 @@ import {
   pollDelay,
   secondsParam,
   sleepUnlessWoken,
+  transaction,
 } from "../sqlite/db.ts";
-import type { ResultBackend, WaitOptions } from "./backend.ts";
+import type { ChordJoin, ChordPart, ResultBackend, WaitOptions } from "./backend.ts";
+import { decodeChordPart, decodeSavedGroup, encodeChordPart, encodeSavedGroup } from "./chord.ts";
 
 /** Options of {@linkcode SqliteBackend}. */
 export interface SqliteBackendOptions {
@@ -36,6 +45,23 @@ CREATE TABLE IF NOT EXISTS celeriac_results (
   expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS celeriac_results_expires ON celeriac_results (expires_at);
+CREATE TABLE IF NOT EXISTS celeriac_chords (
+  group_id TEXT PRIMARY KEY,
+  size INTEGER,
+  adjust INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS celeriac_chord_parts (
+  group_id TEXT NOT NULL,
+  entry TEXT NOT NULL,
+  group_index INTEGER,
+  PRIMARY KEY (group_id, entry)
+);
+CREATE TABLE IF NOT EXISTS celeriac_groups (
+  group_id TEXT PRIMARY KEY,
+  value TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
 `;
 
 /** Milliseconds between two sweeps of expired records by one writer. */
@@ -53,6 +79,33 @@ function prepare(db: DatabaseSync) {
     get: s(`SELECT meta FROM celeriac_results WHERE task_id = ? AND expires_at > ?`),
     forget: s(`DELETE FROM celeriac_results WHERE task_id = ?`),
     sweep: s(`DELETE FROM celeriac_results WHERE expires_at <= ?`),
+    chordSize: s(
+      `INSERT INTO celeriac_chords (group_id, size, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (group_id) DO UPDATE SET size = excluded.size, expires_at = excluded.expires_at`,
+    ),
+    chord: s(`SELECT size, adjust FROM celeriac_chords WHERE group_id = ?`),
+    addPart: s(
+      `INSERT OR IGNORE INTO celeriac_chord_parts (group_id, entry, group_index) VALUES (?, ?, ?)`,
+    ),
+    countParts: s(`SELECT count(*) AS n FROM celeriac_chord_parts WHERE group_id = ?`),
+    parts: s(
+      `SELECT entry FROM celeriac_chord_parts WHERE group_id = ?
+       ORDER BY group_index IS NULL, group_index, entry`,
+    ),
+    deleteChord: s(`DELETE FROM celeriac_chords WHERE group_id = ?`),
+    deleteParts: s(`DELETE FROM celeriac_chord_parts WHERE group_id = ?`),
+    saveGroup: s(
+      `INSERT INTO celeriac_groups (group_id, value, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (group_id) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+    ),
+    group: s(`SELECT value FROM celeriac_groups WHERE group_id = ? AND expires_at > ?`),
+    forgetGroup: s(`DELETE FROM celeriac_groups WHERE group_id = ?`),
+    sweepChords: s(`DELETE FROM celeriac_chords WHERE expires_at <= ?`),
+    sweepParts: s(
+      `DELETE FROM celeriac_chord_parts
+       WHERE group_id NOT IN (SELECT group_id FROM celeriac_chords)`,
+    ),
+    sweepGroups: s(`DELETE FROM celeriac_groups WHERE expires_at <= ?`),
   };
 }
 
@@ -134,7 +187,81 @@ export class SqliteBackend implements ResultBackend {
     const now = Date.now();
     if (now - this.#lastSweep < SWEEP_EVERY_MS) return;
     this.#lastSweep = now;
-    this.#sql!.sweep.run(now);
+    const sql = this.#sql!;
+    sql.sweep.run(now);
+    sql.sweepChords.run(now);
+    sql.sweepParts.run();
+    sql.sweepGroups.run(now);
+  }
+
+  /** Runs a synchronous call on the open file as a promise (a throw rejects it). */
+  #call<T>(fn: (sql: ReturnType<typeof prepare>) => T): Promise<T> {
+    try {
+      return Promise.resolve(fn(this.#open()));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Stores a chord's size (Celery's `.s` key) before its header is sent. */
+  setChordSize(groupId: string, size: number): Promise<void> {
+    return this.#call((sql) =>
+      void sql.chordSize.run(groupId, size, Date.now() + this.expires * 1000)
+    );
+  }
+
+  /**
+   * Records one header member; the member that completes the chord (count = size +
+   * adjustment, counted in one write transaction) gets every member in `group_index` order,
+   * or the saved header group when there is one.
+   */
+  chordPartReturn(part: ChordPart): Promise<ChordJoin | null> {
+    return this.#call((sql) =>
+      transaction(this.#db!, (): ChordJoin | null => {
+        sql.addPart.run(part.groupId, encodeChordPart(part), part.groupIndex);
+        const chord = sql.chord.get(part.groupId) as
+          | { size: number | null; adjust: number }
+          | undefined;
+        const count = Number((sql.countParts.get(part.groupId) as { n: number }).n);
+        if (!chord || chord.size === null || count !== Number(chord.size) + Number(chord.adjust)) {
+          return null;
+        }
+        const saved = sql.group.get(part.groupId, Date.now()) as { value: string } | undefined;
+        if (saved) return { kind: "saved", tuple: decodeSavedGroup(saved.value) };
+        const rows = sql.parts.all(part.groupId) as { entry: string }[];
+        return { kind: "parts", parts: rows.map((r) => decodeChordPart(r.entry)) };
+      })
+    );
+  }
+
+  /** Deletes a finished chord's bookkeeping once its body was sent. */
+  deleteChord(groupId: string): Promise<void> {
+    return this.#call((sql) =>
+      transaction(this.#db!, () => {
+        sql.deleteParts.run(groupId);
+        sql.deleteChord.run(groupId);
+      })
+    );
+  }
+
+  /** Stores a group's result tuple (Celery's `celery-taskset-meta-<gid>`). */
+  saveGroup(groupId: string, tuple: unknown): Promise<void> {
+    return this.#call((sql) =>
+      void sql.saveGroup.run(groupId, encodeSavedGroup(tuple), Date.now() + this.expires * 1000)
+    );
+  }
+
+  /** The tuple stored by `saveGroup`, or `null`. */
+  restoreGroup(groupId: string): Promise<unknown | null> {
+    return this.#call((sql) => {
+      const row = sql.group.get(groupId, Date.now()) as { value: string } | undefined;
+      return row ? decodeSavedGroup(row.value) : null;
+    });
+  }
+
+  /** Deletes a stored group. */
+  forgetGroup(groupId: string): Promise<void> {
+    return this.#call((sql) => void sql.forgetGroup.run(groupId));
   }
 
   /** Stores a record unless a SUCCESS is stored; wakes same-process waiters. */

@@ -581,7 +581,7 @@ export class Group extends Signature<GroupResult> {
         throw new ConfigError(
           `Cannot apply chord "${groupId}": the ${
             backend?.kind ?? "(no)"
-          } result backend does not support chords (use redis:// or memory://)`,
+          } result backend does not support chords (use redis://, sqlite:// or memory://)`,
         );
       }
       await backend.setChordSize(groupId, members.reduce((n, m) => n + m.chordSize(), 0));
@@ -759,7 +759,7 @@ export class Chord extends Signature<AsyncResult<unknown>> {
       throw new ConfigError(
         `Cannot apply chord "${groupId}": the ${
           backend?.kind ?? "(no)"
-        } result backend does not support chords (use redis:// or memory://)`,
+        } result backend does not support chords (use redis://, sqlite:// or memory://)`,
       );
     }
     let headerResult: GroupResult;

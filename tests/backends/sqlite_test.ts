@@ -128,3 +128,52 @@ runBackendContract("sqlite", async () => {
     },
   };
 });
+
+Deno.test("sqlite backend: chord accounting across two connections; one join, in group_index order", async () => {
+  await using store = await tempStore();
+  const a = new SqliteBackend(store.url);
+  const b = new SqliteBackend(store.url);
+  await a.connect();
+  await b.connect();
+  const part = (taskId: string, groupIndex: number | null, result: unknown) => ({
+    groupId: "g1",
+    taskId,
+    groupIndex,
+    state: "SUCCESS",
+    result,
+  });
+  try {
+    await a.setChordSize("g1", 3);
+    assert.equal(await a.chordPartReturn(part("t2", 2, 20)), null);
+    assert.equal(await b.chordPartReturn(part("tn", null, 99)), null);
+    // A redelivered member counts once.
+    assert.equal(await b.chordPartReturn(part("t2", 2, 20)), null);
+    const join = await a.chordPartReturn(part("t0", 0, 0));
+    assert.deepEqual(join, {
+      kind: "parts",
+      parts: [
+        { taskId: "t0", state: "SUCCESS", result: 0 },
+        { taskId: "t2", state: "SUCCESS", result: 20 },
+        { taskId: "tn", state: "SUCCESS", result: 99 }, // null group_index sorts last
+      ],
+    });
+    await b.deleteChord("g1");
+    assert.deepEqual(store.all("SELECT count(*) AS n FROM celeriac_chord_parts"), [{ n: 0 }]);
+    assert.deepEqual(store.all("SELECT count(*) AS n FROM celeriac_chords"), [{ n: 0 }]);
+
+    // A saved header group wins over the parts (nested groups), as on Redis.
+    const tuple = [["g2", null], [[["m1", null], null]]];
+    await a.saveGroup("g2", tuple);
+    assert.deepEqual(await b.restoreGroup("g2"), tuple);
+    await b.setChordSize("g2", 1);
+    assert.deepEqual(await a.chordPartReturn({ ...part("m1", 0, 1), groupId: "g2" }), {
+      kind: "saved",
+      tuple,
+    });
+    await a.forgetGroup("g2");
+    assert.equal(await b.restoreGroup("g2"), null);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

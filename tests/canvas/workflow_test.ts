@@ -2,7 +2,8 @@
  * Workflows end to end on the memory broker and backend, with an in-process worker: chain,
  * group, chord, callbacks, errbacks, nesting (chain in group, group in chain, group | task
  * upgraded to a chord, chord | task, chain as chord body, chain in a chord header, nested
- * groups), result links (parent, children), GroupResult, and tasks sent from inside tasks.
+ * groups), result links (parent, children), GroupResult, tasks sent from inside tasks, and
+ * chords on the embedded store.
  */
 
 import assert from "node:assert/strict";
@@ -11,11 +12,13 @@ import {
   chain,
   Chord,
   chord,
+  createApp,
   Group,
   group,
   GroupResult,
   signature,
   TaskFailedError,
+  Worker,
 } from "../../mod.ts";
 import { AsyncResult as AsyncResultClass } from "../../src/async_result.ts";
 import type { AsyncResult } from "../../src/async_result.ts";
@@ -23,6 +26,7 @@ import type { TaskContext } from "../../src/task.ts";
 import type { Harness } from "../helpers/harness.ts";
 import { harness } from "../helpers/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { tempStore } from "../helpers/temp_store.ts";
 
 /** A harness with tasks.add, tasks.xsum, tasks.fail, tasks.echo, tasks.record and a worker. */
 async function setup(prefix: string) {
@@ -474,4 +478,27 @@ Deno.test("chain and group dicts round-trip through signatureFromDict and run th
     assert.deepEqual(copy.toDict(), c.toDict());
     assert.equal(await (await copy.applyAsync()).get({ timeout: 5 }), 9);
   });
+});
+
+Deno.test("chord and saved groups on the embedded store (sqlite broker and backend)", async () => {
+  await using store = await tempStore();
+  const app = createApp({ broker: store.url });
+  const add = app.task("tasks.add", (x: number, y: number) => x + y);
+  const xsum = app.task("tasks.xsum", (values: number[]) => values.reduce((a, b) => a + b, 0));
+  const worker = new Worker(app, { concurrency: 4, logLevel: "critical", fetchTimeoutMs: 50 });
+  await worker.start();
+  try {
+    const result = await chord([add.s(1, 1), add.s(2, 2), add.s(3, 3)], xsum.s()).applyAsync();
+    assert.equal(await result.get({ timeout: 10 }), 12);
+    const upgraded = await chain(group([add.s(5, 5), add.s(6, 6)]), xsum.s()).applyAsync();
+    assert.equal(await upgraded.get({ timeout: 10 }), 22);
+    const g = await group([add.s(1, 2), add.s(3, 4)]).applyAsync();
+    assert.deepEqual(await g.get({ timeout: 10 }), [3, 7]);
+    await g.save();
+    assert.deepEqual((await GroupResult.restore(app, g.id))?.ids, g.ids);
+    assert.deepEqual(store.all("SELECT count(*) AS n FROM celeriac_chord_parts"), [{ n: 0 }]);
+  } finally {
+    await worker.stop();
+    await app.close();
+  }
 });
