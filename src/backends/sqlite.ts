@@ -24,6 +24,7 @@ import {
   openDatabase,
   parseSqliteUrl,
   pollDelay,
+  promised,
   secondsParam,
   sleepUnlessWoken,
   transaction,
@@ -160,7 +161,7 @@ export class SqliteBackend implements ResultBackend {
    */
   connect(): Promise<void> {
     if (this.#db) return Promise.resolve();
-    try {
+    return promised(() => {
       const db = openDatabase(this.path);
       try {
         db.exec(SCHEMA);
@@ -172,10 +173,7 @@ export class SqliteBackend implements ResultBackend {
       this.#db = db;
       this.#close = new AbortController();
       this.#sweep();
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    });
   }
 
   #open(): ReturnType<typeof prepare> {
@@ -196,11 +194,7 @@ export class SqliteBackend implements ResultBackend {
 
   /** Runs a synchronous call on the open file as a promise (a throw rejects it). */
   #call<T>(fn: (sql: ReturnType<typeof prepare>) => T): Promise<T> {
-    try {
-      return Promise.resolve(fn(this.#open()));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return promised(() => fn(this.#open()));
   }
 
   /** Stores a chord's size (Celery's `.s` key) before its header is sent. */
@@ -266,16 +260,12 @@ export class SqliteBackend implements ResultBackend {
 
   /** Stores a record unless a SUCCESS is stored; wakes same-process waiters. */
   store(meta: ResultMeta): Promise<void> {
-    try {
-      const sql = this.#open();
+    return this.#call((sql) => {
       const text = encodeResultMeta(meta);
       sql.store.run(meta.task_id, meta.status, text, Date.now() + this.expires * 1000);
       this.#sweep();
       notify(`${this.#channel}:${meta.task_id}`);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    });
   }
 
   #read(taskId: string): ResultMeta | null {
@@ -285,11 +275,7 @@ export class SqliteBackend implements ResultBackend {
 
   /** The stored (unexpired) record, or `null`. */
   get(taskId: string): Promise<ResultMeta | null> {
-    try {
-      return Promise.resolve(this.#read(taskId));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return promised(() => this.#read(taskId));
   }
 
   /**
@@ -323,12 +309,7 @@ export class SqliteBackend implements ResultBackend {
 
   /** Deletes a record. */
   forget(taskId: string): Promise<void> {
-    try {
-      this.#open().forget.run(taskId);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.#call((sql) => void sql.forget.run(taskId));
   }
 
   /** Closes the file; pending waits reject. */

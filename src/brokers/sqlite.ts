@@ -30,6 +30,7 @@ import {
   openDatabase,
   parseSqliteUrl,
   pollDelay,
+  promised,
   secondsParam,
   sleepUnlessWoken,
   transaction,
@@ -229,7 +230,7 @@ export class SqliteBroker implements Broker {
     if (this.#db) return Promise.resolve();
     this.#closed = false;
     this.#close = new AbortController();
-    try {
+    return promised(() => {
       const db = openDatabase(this.path);
       try {
         db.exec(SCHEMA);
@@ -246,10 +247,7 @@ export class SqliteBroker implements Broker {
       const timer = setInterval(() => this.#renew(), every);
       Deno.unrefTimer(timer as unknown as number);
       this.#renewTimer = timer;
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    });
   }
 
   #open(): Statements {
@@ -267,11 +265,7 @@ export class SqliteBroker implements Broker {
 
   /** Runs a synchronous call on the open store as a promise (a throw rejects it). */
   #call<T>(fn: (sql: Statements, fanout: SqliteFanout) => T): Promise<T> {
-    try {
-      return Promise.resolve(fn(this.#open(), this.#fanout!));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return promised(() => fn(this.#open(), this.#fanout!));
   }
 
   /** Records the queue name (queues also exist implicitly). */
@@ -406,17 +400,13 @@ export class SqliteBroker implements Broker {
         ? err
         : new DecodeError("Cannot decode message", row.raw, { cause: err });
     }
-    const settle = (fn: (sql: Statements) => void) => {
-      try {
+    const settle = (fn: (sql: Statements) => void) =>
+      promised(() => {
         if (this.#closed) {
           throw new TypeError("Cannot settle message: the broker is closed (it comes back later)");
         }
         fn(this.#sql!);
-        return Promise.resolve();
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    };
+      });
     return {
       message,
       ...(decodeError ? { decodeError } : {}),

@@ -145,9 +145,9 @@ export class SqliteFanout {
     pattern: string,
     onMessage: (message: TransportMessage) => void,
   ): Subscription {
+    if (this.#closed) throw new TypeError("Cannot subscribe: the SQLite broker is closed");
     const after = Number((this.#sql.last.get() as { id: number }).id);
     if (this.#listeners.size === 0) this.#cursor = after;
-    if (this.#closed) throw new TypeError("Cannot subscribe: the SQLite broker is closed");
     const listener: Listener = { exchange, pattern, onMessage, after };
     this.#listeners.add(listener);
     this.#loop ??= this.#poll();

@@ -25,9 +25,8 @@ export interface ReplyInbox {
 }
 
 /**
- * Opens the inbox for `oid` on `exchange` (the reply queue, when bound, is
- * {@linkcode replyQueue}`(oid)`, as kombu names it) before the request is sent, so no reply is
- * missed).
+ * Opens the inbox for `oid` on `exchange`, before the request is sent, so no reply is missed.
+ * A bound reply queue is named {@linkcode replyQueue}`(oid)`, as kombu names it.
  *
  * @throws {ConfigError} When the broker can neither bind queues nor subscribe.
  *

@@ -157,6 +157,26 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/**
+ * Runs a synchronous store call and returns its value as a promise; a throw becomes a
+ * rejection (the broker and backend interfaces are promise-based, `node:sqlite` is not).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { promised } from "./db.ts";
+ * assert.equal(await promised(() => 2), 2);
+ * await assert.rejects(promised(() => { throw new Error("busy"); }), /busy/);
+ * ```
+ */
+export function promised<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /** First poll interval of a waiting fetch or result wait (ms). */
 export const POLL_MIN_MS = 50;
 /** Largest poll interval (ms). */
