@@ -16,8 +16,7 @@
  * Usage: `deno run -A bench/coldstart.ts [--runs=N] [--only=sqlite,redis,baseline] [--json]
  * [--fresh-cache]` (default 10 runs each, after one warm-up run that fills Deno's module
  * cache). `--fresh-cache` gives every run an empty `DENO_DIR` instead (no warm-up): the very
- * first start on a machine, transpiling every module and, for Redis, fetching ioredis from
- * the npm registry.
+ * first start on a machine, transpiling every module (Redis needs no npm package).
  *
  * @module
  */

@@ -94,21 +94,18 @@ const ENCODE = new Set([
 /**
  * The component a sample's time belongs to: its nearest celeriac or npm frame (walking from
  * the leaf towards the root) decides, so e.g. `Buffer.toString` called by `decodeJsonBody`
- * counts as decoding, and node stream code called by ioredis as the Redis client.
+ * counts as decoding, and node stream code called by an npm driver as that driver.
  */
 export function componentOf(stack: readonly { functionName: string; url: string }[]): string {
   const leaf = stack[0];
   if (leaf && !leaf.url && leaf.functionName.startsWith("(")) return leaf.functionName;
   for (const frame of stack) {
     const source = sourceOf(frame.url, frame.functionName);
-    if (source.startsWith("npm:")) {
-      return /ioredis|redis-parser|denque|standard-as-callback|cluster-key-slot/.test(source)
-        ? "redis client (npm:ioredis, node streams)"
-        : source;
-    }
+    if (source.startsWith("npm:")) return source;
     if (!source.startsWith("src/") && !source.startsWith("bench/")) continue;
     if (DECODE.has(frame.functionName)) return "decode (envelope JSON, base64, body JSON)";
     if (ENCODE.has(frame.functionName)) return "encode (result/message JSON)";
+    if (source.startsWith("src/redis/")) return "redis client (src/redis, RESP)";
     if (source.startsWith("src/brokers/")) return `broker (${source.slice(12)})`;
     if (source.startsWith("src/backends/")) return `backend (${source.slice(13)})`;
     if (source === "src/log.ts") return "logging";

@@ -47,9 +47,10 @@ export function permissionHint(error: unknown): string | undefined {
 }
 
 /**
- * Checks up front that Deno grants net access to `host:port`, because network drivers
- * (ioredis among them) catch the permission error of a refused connect and retry forever,
- * so the worker would hang instead of naming the missing flag.
+ * Checks up front that Deno grants net access to `host:port`, because some network drivers
+ * catch the permission error of a refused connect and retry forever, so the worker would
+ * hang instead of naming the missing flag; checking first gives the same one line for
+ * every broker and backend.
  *
  * @param host Host name or address as it appears in the URL (Deno matches it as written).
  * @param port Port number.
@@ -87,12 +88,12 @@ export function requireNet(host: string, port: number, what: string): void {
 
 /**
  * Imports an npm driver without needing `--allow-env`. Some drivers read the whole
- * environment while they load (ioredis → `debug` runs `Object.keys(process.env)`), which
+ * environment while they load (a `debug` dependency runs `Object.keys(process.env)`), which
  * Deno only allows with an unscoped `--allow-env`. When env access is not granted, this
  * shows them an empty `process.env` for the duration of the import, so a scoped worker
  * needs no env access at all; with env access it just imports.
  *
- * @param load The import, e.g. `() => import("npm:ioredis@5")`.
+ * @param load The import, e.g. `() => import("npm:amqplib@0.10")`.
  * @returns What `load` resolves to.
  *
  * @example

@@ -3,7 +3,7 @@
  * over HTTP on a loopback port and a script in an empty temporary directory imports
  * `http://127.0.0.1:<port>/mod.ts`, runs with `--no-config`, a fresh `DENO_DIR` and only
  * the permissions it needs. An import map would not apply there, so this fails on any bare
- * specifier (`"@std/…"`, `"ioredis"`) anywhere in the graph, including the drivers loaded
+ * specifier (`"@std/…"`, `"amqplib"`) anywhere in the graph, including the drivers loaded
  * dynamically (the embedded store's `./sqlite.ts`).
  */
 

@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { RedisClient } from "../brokers/redis/connection.ts";
+import type { RedisArg, RedisClient } from "../redis/client.ts";
 import { DecodeError } from "../errors.ts";
 import { parseJson } from "../protocol/json.ts";
 import type { ChordJoin, ChordPart } from "./backend.ts";
@@ -164,12 +164,9 @@ export function decodeSavedGroup(text: string): unknown {
   return (value as { result: unknown }).result;
 }
 
-function execResults(results: [Error | null, unknown][] | null): unknown[] {
-  if (!results) throw new Error("Redis transaction was aborted");
-  return results.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
+function execResults(results: unknown[]): unknown[] {
+  for (const value of results) if (value instanceof Error) throw value;
+  return results;
 }
 
 /**
@@ -196,11 +193,12 @@ export class RedisChords {
 
   /** Writes `key` as Celery's backend `set` does: `SETEX` (or `SET`) + `PUBLISH`, in `MULTI`. */
   async #set(key: string, value: string): Promise<void> {
-    const multi = this.#client().multi();
-    if (this.#expires > 0) multi.setex(key, this.#expires, value);
-    else multi.set(key, value);
-    multi.publish(key, value);
-    execResults(await multi.exec());
+    execResults(
+      await this.#client().multi([
+        this.#expires > 0 ? ["SETEX", key, this.#expires, value] : ["SET", key, value],
+        ["PUBLISH", key, value],
+      ]),
+    );
   }
 
   /** `SETEX <gid>.s <ttl> <size>` + `PUBLISH`. */
@@ -214,30 +212,33 @@ export class RedisChords {
     const t = groupKey(part.groupId, ".t");
     const s = groupKey(part.groupId, ".s");
     const score = part.groupIndex === null ? "+inf" : String(part.groupIndex);
-    const multi = this.#client().multi()
-      .zadd(j, score, encodeChordPart(part))
-      .zcount(j, "-inf", "+inf")
-      .get(t)
-      .get(s);
+    const commands: RedisArg[][] = [
+      ["ZADD", j, score, encodeChordPart(part)],
+      ["ZCOUNT", j, "-inf", "+inf"],
+      ["GET", t],
+      ["GET", s],
+    ];
     if (this.#expires > 0) {
-      multi.expire(j, this.#expires).expire(t, this.#expires).expire(s, this.#expires);
+      for (const key of [j, t, s]) commands.push(["EXPIRE", key, this.#expires]);
     }
-    const [, ready, adjust, size] = execResults(await multi.exec());
+    const [, ready, adjust, size] = execResults(await this.#client().multi(commands));
     if (!size) return null;
     if (Number(ready) !== Number(size) + Number(adjust ?? 0)) return null;
-    const saved = await this.#client().get(groupKey(part.groupId));
+    const saved = await this.#client().call("GET", groupKey(part.groupId)) as string | null;
     if (saved !== null) return { kind: "saved", tuple: decodeSavedGroup(saved) };
-    const members = await this.#client().zrange(j, 0, -1);
+    const members = await this.#client().call("ZRANGE", j, 0, -1) as string[];
     return { kind: "parts", parts: members.map(decodeChordPart) };
   }
 
   /** `DEL` of `.j`, `.t`, `.s`. */
   async deleteChord(groupId: string): Promise<void> {
-    const multi = this.#client().multi()
-      .del(groupKey(groupId, ".j"))
-      .del(groupKey(groupId, ".t"))
-      .del(groupKey(groupId, ".s"));
-    execResults(await multi.exec());
+    execResults(
+      await this.#client().multi([
+        ["DEL", groupKey(groupId, ".j")],
+        ["DEL", groupKey(groupId, ".t")],
+        ["DEL", groupKey(groupId, ".s")],
+      ]),
+    );
   }
 
   /** `celery-taskset-meta-<gid>` = `{"result": tuple}`, `SETEX` + `PUBLISH`. */
@@ -247,12 +248,12 @@ export class RedisChords {
 
   /** The saved tuple, or `null`. */
   async restoreGroup(groupId: string): Promise<unknown | null> {
-    const text = await this.#client().get(groupKey(groupId));
+    const text = await this.#client().call("GET", groupKey(groupId)) as string | null;
     return text === null ? null : decodeSavedGroup(text);
   }
 
   /** `DEL celery-taskset-meta-<gid>`. */
   async forgetGroup(groupId: string): Promise<void> {
-    await this.#client().del(groupKey(groupId));
+    await this.#client().call("DEL", groupKey(groupId));
   }
 }

@@ -26,6 +26,7 @@ import {
 } from "../brokers/redis/connection.ts";
 import { GroupCommit } from "../brokers/redis/group_commit.ts";
 import { resultKey } from "../brokers/redis/keys.ts";
+import { RedisScript } from "../redis/client.ts";
 
 /**
  * STORE, one round trip for a batch: KEYS[i] result key, ARGV[1] ttl seconds ("0" = no
@@ -63,9 +64,7 @@ export interface RedisBackendOptions {
   expires?: number;
 }
 
-type Client = RedisClient & {
-  celeriacStore(...args: (string | number)[]): Promise<number>;
-};
+const STORE_SCRIPT = new RedisScript(STORE);
 
 interface Waiter {
   resolve(meta: ResultMeta): void;
@@ -99,7 +98,7 @@ export class RedisBackend implements ResultBackend {
   readonly expires: number;
   #target: RedisTarget;
   #connecting?: Promise<void>;
-  #client?: Client;
+  #client?: RedisClient;
   #subscriber?: Promise<RedisClient>;
   #channels = new Map<string, Channel>();
   #closed = false;
@@ -128,11 +127,8 @@ export class RedisBackend implements ResultBackend {
   async connect(): Promise<void> {
     if (this.#closed) throw new TypeError("Cannot connect: the Redis backend was closed");
     try {
-      await (this.#connecting ??= connectRedis(this.#target, "result backend", {
-        enableAutoPipelining: true,
-      }).then((client) => {
-        client.defineCommand("celeriacStore", { lua: STORE });
-        this.#client = client as Client;
+      await (this.#connecting ??= connectRedis(this.#target, "result backend").then((client) => {
+        this.#client = client;
       }));
     } catch (err) {
       this.#connecting = undefined;
@@ -140,17 +136,16 @@ export class RedisBackend implements ResultBackend {
     }
   }
 
-  #c(): Client {
+  #c(): RedisClient {
     if (!this.#client) throw new TypeError("Cannot use Redis backend: call connect() first");
     return this.#client;
   }
 
   #stores = new GroupCommit<[string, string]>((batch) =>
-    this.#c().celeriacStore(
-      batch.length,
-      ...batch.map(([key]) => key),
-      String(Math.ceil(this.expires)),
-      ...batch.map(([, value]) => value),
+    this.#c().evalScript(
+      STORE_SCRIPT,
+      batch.map(([key]) => key),
+      [String(Math.ceil(this.expires)), ...batch.map(([, value]) => value)],
     )
   );
 
@@ -164,7 +159,7 @@ export class RedisBackend implements ResultBackend {
 
   /** The stored record, or `null` (PENDING). */
   async get(taskId: string): Promise<ResultMeta | null> {
-    const text = await this.#c().get(resultKey(taskId));
+    const text = await this.#c().call("GET", resultKey(taskId)) as string | null;
     return text === null ? null : decodeResultMeta(text);
   }
 
@@ -182,10 +177,10 @@ export class RedisBackend implements ResultBackend {
 
   #subscriberClient(): Promise<RedisClient> {
     return this.#subscriber ??= connectRedis(this.#target, "result subscriber").then((sub) => {
-      sub.on("message", (channel: string, text: string) => this.#deliver(channel, text));
-      // After a reconnect, results published while the connection was down were missed:
-      // subscribe again (idempotent) and read every awaited key once.
-      sub.on("ready", () => this.#recover(sub).catch(() => {}));
+      sub.listen({ onMessage: (channel, text) => this.#deliver(channel, text) });
+      // After a reconnect (subscriptions renewed), results published while the connection
+      // was down were missed: read every awaited key once.
+      sub.onReady(() => this.#recover(sub).catch(() => {}));
       return sub;
     }, (err) => {
       this.#subscriber = undefined;
@@ -197,7 +192,7 @@ export class RedisBackend implements ResultBackend {
     const channels = [...this.#channels.keys()];
     if (!channels.length || this.#closed) return;
     await sub.subscribe(...channels);
-    const texts = await this.#c().mget(...channels);
+    const texts = await this.#c().call("MGET", ...channels) as (string | null)[];
     channels.forEach((channel, i) => {
       const text = texts[i];
       if (text !== null && text !== undefined) this.#deliver(channel, text);
@@ -259,7 +254,7 @@ export class RedisBackend implements ResultBackend {
 
   /** Deletes the record. */
   async forget(taskId: string): Promise<void> {
-    await this.#c().del(resultKey(taskId));
+    await this.#c().call("DEL", resultKey(taskId));
   }
 
   #chordOps?: RedisChords;

@@ -28,6 +28,7 @@ import {
   type StoredState,
 } from "./store.ts";
 import { hostName } from "../host.ts";
+import { RedisScript } from "../redis/client.ts";
 
 /**
  * Renews the lease if this beat holds it.
@@ -100,6 +101,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {1}
 `;
 
+const RENEW = new RedisScript(RENEW_LUA);
+const RELEASE = new RedisScript(RELEASE_LUA);
+const COMMIT = new RedisScript(COMMIT_LUA);
+
 /** The Redis keys of a store with this prefix. */
 export function beatKeys(prefix = "celeriac.beat"): { lease: string; state: string } {
   return { lease: `${prefix}.lease`, state: `${prefix}.state` };
@@ -155,8 +160,8 @@ export class RedisBeatStore implements BeatStore {
   async open(): Promise<void> {
     if (this.#client) return;
     // Commands fail (instead of waiting) while the server is away, so the beat loop logs
-    // the error and tries again; ioredis keeps reconnecting in the background.
-    this.#client = await connectRedis(this.#target, "beat state", { maxRetriesPerRequest: 1 });
+    // the error and tries again; the client keeps reconnecting in the background.
+    this.#client = await connectRedis(this.#target, "beat state", { whileDown: "fail" });
   }
 
   #redis(): RedisClient {
@@ -166,9 +171,12 @@ export class RedisBeatStore implements BeatStore {
 
   /** Every entry's state (`HGETALL`). */
   async load(): Promise<Map<string, StoredState>> {
-    const all: Record<string, string> = await this.#redis().hgetall(this.keys.state);
+    const flat = await this.#redis().call("HGETALL", this.keys.state) as string[];
     const out = new Map<string, StoredState>();
-    for (const [name, raw] of Object.entries(all)) out.set(name, { state: decodeState(raw), raw });
+    for (let i = 0; i < flat.length; i += 2) {
+      const raw = flat[i + 1]!;
+      out.set(flat[i]!, { state: decodeState(raw), raw });
+    }
     return out;
   }
 
@@ -176,16 +184,16 @@ export class RedisBeatStore implements BeatStore {
   async acquire(ttlMs: number): Promise<boolean> {
     const redis = this.#redis();
     const ttl = Math.ceil(ttlMs);
-    if (Number(await redis.eval(RENEW_LUA, 1, this.keys.lease, this.token, ttl)) === 1) {
+    if (Number(await redis.evalScript(RENEW, [this.keys.lease], [this.token, ttl])) === 1) {
       return true;
     }
-    return (await redis.set(this.keys.lease, this.token, "PX", ttl, "NX")) === "OK";
+    return (await redis.call("SET", this.keys.lease, this.token, "PX", ttl, "NX")) === "OK";
   }
 
   /** {@linkcode RELEASE_LUA}. */
   async release(): Promise<void> {
     if (!this.#client) return;
-    await this.#client.eval(RELEASE_LUA, 1, this.keys.lease, this.token);
+    await this.#client.evalScript(RELEASE, [this.keys.lease], [this.token]);
   }
 
   /** {@linkcode COMMIT_LUA}. */
@@ -196,16 +204,10 @@ export class RedisBeatStore implements BeatStore {
     ttlMs: number,
   ): Promise<CommitResult> {
     const raw = encodeState(next);
-    const reply = await this.#redis().eval(
-      COMMIT_LUA,
-      2,
-      this.keys.lease,
-      this.keys.state,
-      this.token,
-      name,
-      expected ?? "",
-      raw,
-      Math.ceil(ttlMs),
+    const reply = await this.#redis().evalScript(
+      COMMIT,
+      [this.keys.lease, this.keys.state],
+      [this.token, name, expected ?? "", raw, Math.ceil(ttlMs)],
     ) as [number, string?];
     const code = Number(reply[0]);
     if (code === 1) return { status: "ok", stored: { state: { ...next }, raw } };
@@ -222,10 +224,6 @@ export class RedisBeatStore implements BeatStore {
     const client = this.#client;
     this.#client = undefined;
     if (!client) return;
-    try {
-      await client.quit();
-    } catch {
-      client.disconnect();
-    }
+    await client.quit();
   }
 }

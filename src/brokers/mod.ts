@@ -1,6 +1,7 @@
 /**
  * Broker factory: picks an implementation by URL scheme. Drivers are loaded only when their
- * scheme is used (`npm:ioredis` never loads for `memory://`).
+ * scheme is used (`npm:amqplib` never loads for `redis://`, the Redis client never for
+ * `memory://`).
  *
  * @module
  */

@@ -22,7 +22,8 @@ const client = await connectRedis(parseRedisUrl(r.url(0)), "test");
 
 /** What `fast` returns: [tag, exchange, routing key], or null when it declines. */
 async function fast(raw: string): Promise<[string, string, string] | null> {
-  const out = await client.eval(
+  const out = await client.call(
+    "EVAL",
     `${RECORD_FUNCTIONS}
 local tag, ex, rk = fast(ARGV[1])
 if tag then return {tag, ex, rk} end
@@ -35,7 +36,8 @@ return false`,
 
 /** What `cjson.decode` reads (the reference): [tag, exchange, routing key] or null. */
 async function reference(raw: string): Promise<[string, string, string] | null> {
-  return await client.eval(
+  return await client.call(
+    "EVAL",
     `local ok, env = pcall(cjson.decode, ARGV[1])
 if ok and type(env) == 'table' and type(env.properties) == 'table' then
   local t = env.properties.delivery_tag
@@ -217,7 +219,7 @@ Deno.test("redis record fast path: declines whenever it could be wrong, and cjso
 });
 
 Deno.test("redis record: the unacked entry is kombu's [envelope, exchange, routing_key], byte for byte", async () => {
-  await client.flushall();
+  await client.call("FLUSHALL");
   const now = (Date.now() / 1000).toFixed(6);
   const cases: [string, string, string, string][] = [
     // raw, tag, and the exchange / routing key JSON the entry must end with
@@ -247,23 +249,28 @@ Deno.test("redis record: the unacked entry is kombu's [envelope, exchange, routi
   ];
   for (const [raw, tag, ex, rk] of cases) {
     assert.equal(
-      await client.eval(RECORD, 3, "unacked", "unacked_index", "dead", raw, now, "celery"),
+      await client.call("EVAL", RECORD, 3, "unacked", "unacked_index", "dead", raw, now, "celery"),
       tag,
     );
-    assert.equal(await client.hget("unacked", tag), `[${raw}, ${ex}, ${rk}]`, raw);
-    assert.ok(Math.abs(Number(await client.zscore("unacked_index", tag)) - Number(now)) < 1e-3);
+    assert.equal(await client.call("HGET", "unacked", tag), `[${raw}, ${ex}, ${rk}]`, raw);
+    assert.ok(
+      Math.abs(Number(await client.call("ZSCORE", "unacked_index", tag)) - Number(now)) < 1e-3,
+    );
   }
-  assert.equal(await client.llen("dead"), 0);
+  assert.equal(await client.call("LLEN", "dead"), 0);
   const bad = env(`{"delivery_info": {"exchange": null, "routing_key": "q"}, "delivery_tag": "t"}`);
-  assert.equal(await client.eval(RECORD, 3, "unacked", "unacked_index", "dead", bad, now, "q"), "");
-  const dead = JSON.parse((await client.lindex("dead", 0))!);
+  assert.equal(
+    await client.call("EVAL", RECORD, 3, "unacked", "unacked_index", "dead", bad, now, "q"),
+    "",
+  );
+  const dead = JSON.parse(await client.call("LINDEX", "dead", 0) as string);
   assert.equal(dead.raw, bad);
   assert.equal(dead.queue, "q");
-  assert.equal(await client.hexists("unacked", "t"), 0);
+  assert.equal(await client.call("HEXISTS", "unacked", "t"), 0);
 });
 
 Deno.test("redis record: a message the fast path records but nobody can decode ends in the dead-letter list", async () => {
-  await client.flushall();
+  await client.call("FLUSHALL");
   const broker = new RedisBroker(r.url(0), { restoreIntervalMs: 0 });
   await broker.connect();
   try {
@@ -281,7 +288,7 @@ Deno.test("redis record: a message the fast path records but nobody can decode e
 
     const got = await broker.fetch(["celery"], { max: 5, timeoutMs: 100 });
     assert.deepEqual(got.map((d) => d.raw), [outside, garbage, good]);
-    assert.equal(await client.hlen("unacked"), 3, "all three recorded: none can be lost");
+    assert.equal(await client.call("HLEN", "unacked"), 3, "all three recorded: none can be lost");
     for (const d of got.slice(0, 2)) {
       assert.equal(d.message, null);
       assert.ok(d.decodeError);
@@ -293,15 +300,15 @@ Deno.test("redis record: a message the fast path records but nobody can decode e
       (await broker.deadLetters()).map((x) => x.raw).sort(),
       [garbage, outside].sort(),
     );
-    assert.equal(await client.hlen("unacked"), 0);
-    assert.equal(await client.zcard("unacked_index"), 0);
+    assert.equal(await client.call("HLEN", "unacked"), 0);
+    assert.equal(await client.call("ZCARD", "unacked_index"), 0);
   } finally {
     await broker.close();
   }
 });
 
 Deno.test("redis record: Python's and celeriac's messages through FETCH and BRPOP+RECORD decode with the recorded tag", async () => {
-  await client.flushall();
+  await client.call("FLUSHALL");
   const broker = new RedisBroker(r.url(0), { restoreIntervalMs: 0 });
   await broker.connect();
   try {
@@ -325,17 +332,17 @@ Deno.test("redis record: Python's and celeriac's messages through FETCH and BRPO
       const raw = d.raw as string;
       assert.ok(d.message, raw);
       const tag = JSON.parse(raw).properties.delivery_tag;
-      assert.equal(await client.hget("unacked", tag), `[${raw}, "", "celery"]`);
+      assert.equal(await client.call("HGET", "unacked", tag), `[${raw}, "", "celery"]`);
       await d.ack();
     }
-    assert.equal(await client.hlen("unacked"), 0);
+    assert.equal(await client.call("HLEN", "unacked"), 0);
   } finally {
     await broker.close();
   }
 });
 
 Deno.test("redis record: one FETCH of 1,202 with slow and dead messages among them keeps order and records each", async () => {
-  await client.flushall();
+  await client.call("FLUSHALL");
   const now = (Date.now() / 1000).toFixed(6);
   const raws: string[] = [];
   const expected: string[] = []; // tag per message, "" = dead-lettered
@@ -356,8 +363,11 @@ Deno.test("redis record: one FETCH of 1,202 with slow and dead messages among th
   // as with one HSET per message.
   raws.push(env(`{${INFO}, "delivery_tag": "dup"}`), env(`{${INFO}, "delivery_tag": "d\\u0075p"}`));
   expected.push("dup", "dup");
-  for (let i = 0; i < raws.length; i += 200) await client.lpush("q", ...raws.slice(i, i + 200));
-  const out = await client.eval(
+  for (let i = 0; i < raws.length; i += 200) {
+    await client.call("LPUSH", "q", ...raws.slice(i, i + 200));
+  }
+  const out = await client.call(
+    "EVAL",
     FETCH,
     4,
     "unacked",
@@ -371,19 +381,19 @@ Deno.test("redis record: one FETCH of 1,202 with slow and dead messages among th
   const tags = out.filter((_, i) => i % 3 === 2);
   assert.deepEqual(out.filter((_, i) => i % 3 === 1), raws, "FIFO order");
   assert.deepEqual(tags, expected);
-  assert.equal(await client.hget("unacked", "dup"), `[${raws.at(-1)}, "", "q"]`);
+  assert.equal(await client.call("HGET", "unacked", "dup"), `[${raws.at(-1)}, "", "q"]`);
   const live = [...new Set(expected.filter((t) => t !== ""))];
-  assert.equal(await client.hlen("unacked"), live.length);
-  assert.equal(await client.zcard("unacked_index"), live.length);
-  assert.equal(await client.llen("dead"), expected.filter((t) => t === "").length);
+  assert.equal(await client.call("HLEN", "unacked"), live.length);
+  assert.equal(await client.call("ZCARD", "unacked_index"), live.length);
+  assert.equal(await client.call("LLEN", "dead"), expected.filter((t) => t === "").length);
   for (const [i, tag] of expected.entries()) {
     if (tag === "" || tag === "dup") continue;
-    const stored = await client.hget("unacked", tag);
+    const stored = await client.call("HGET", "unacked", tag);
     assert.equal(stored, `[${raws[i]}, "", "q"]`);
   }
 });
 
 Deno.test("redis record: stop the test redis-server", async () => {
-  client.disconnect();
+  await client.quit();
   await r.stop();
 });

@@ -8,12 +8,7 @@
 
 import assert from "node:assert/strict";
 import { chord, createApp, type GroupResult, TaskFailedError, Worker } from "../../mod.ts";
-import {
-  closeRedis,
-  connectRedis,
-  parseRedisUrl,
-  type RedisClient,
-} from "../../src/brokers/redis/connection.ts";
+import { closeRedis, connectRedis, parseRedisUrl } from "../../src/brokers/redis/connection.ts";
 import { Logger } from "../../src/log.ts";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -27,19 +22,57 @@ interface Monitor {
   close(): Promise<void>;
 }
 
+/**
+ * Reads a `MONITOR` line, `<time> [<db> <client>] "arg" "arg" …`, the arguments quoted as
+ * Redis quotes them (`\"`, `\\`, `\n`, `\xHH` bytes, …).
+ */
+function parseMonitorLine(line: string): { db: number; args: string[] } | null {
+  const head = /^[\d.]+ \[(\d+) [^\]]*\] /.exec(line);
+  if (!head) return null;
+  const args: string[] = [];
+  const escapes: Record<string, number> = { n: 10, r: 13, t: 9, a: 7, b: 8 };
+  let i = head[0].length;
+  while (i < line.length) {
+    if (line[i] !== '"') {
+      i++;
+      continue;
+    }
+    const bytes: number[] = [];
+    for (i++; i < line.length && line[i] !== '"'; i++) {
+      if (line[i] !== "\\") {
+        bytes.push(...new TextEncoder().encode(line[i]!));
+      } else if (line[i + 1] === "x") {
+        bytes.push(parseInt(line.slice(i + 2, i + 4), 16));
+        i += 3;
+      } else {
+        const c = line[++i]!;
+        bytes.push(escapes[c] ?? c.charCodeAt(0));
+      }
+    }
+    i++;
+    args.push(new TextDecoder().decode(new Uint8Array(bytes)));
+  }
+  return { db: Number(head[1]), args };
+}
+
+Deno.test("redis chord test helper: MONITOR lines are read back to their arguments", () => {
+  assert.deepEqual(
+    parseMonitorLine('1700000000.1 [1 127.0.0.1:5] "SET" "k" "{\\"a\\": \\"\\xc3\\xa9\\\\\\n\\"}"'),
+    { db: 1, args: ["SET", "k", '{"a": "é\\\n"}'] },
+  );
+  assert.equal(parseMonitorLine("OK"), null);
+});
+
 async function monitor(redis: TestRedis): Promise<Monitor> {
   const client = await connectRedis(parseRedisUrl(redis.url(0)), "test monitor");
-  const mon = await client.monitor() as RedisClient;
   const commands: Monitor["commands"] = [];
-  mon.on("monitor", (_time: string, args: string[], _source: string, db: string) => {
-    commands.push({ db: Number(db), args });
+  await client.monitor((line) => {
+    const command = parseMonitorLine(line);
+    if (command) commands.push(command);
   });
   return {
     commands,
-    async close() {
-      mon.disconnect();
-      await closeRedis(client);
-    },
+    close: () => closeRedis(client),
   };
 }
 

@@ -10,12 +10,11 @@
  *   `worker.ts` did not already import statically: here the app file and `mod.ts` (the
  *   narrowest set that works is `--allow-read=<app file>,<repo>/mod.ts`; the app's directory
  *   alone fails on `mod.ts`). The test grants the repository root. Not needed for reading:
- *   `Deno.cwd()`, the Redis driver modules (`src/brokers/redis/…` by a literal dynamic
- *   import, `npm:ioredis` from Deno's npm cache).
+ *   `Deno.cwd()`, the Redis driver modules (`src/brokers/redis/…` and `src/redis/…`, by a
+ *   literal dynamic import; no npm package).
  *
- * Not needed: `--allow-env` (ioredis loads `debug`, which enumerates `process.env` at import
- * and so would need an unscoped `--allow-env`; `importWithoutEnv` in `src/permissions.ts`
- * hides the environment during that import), `--allow-sys` (the node name falls
+ * Not needed: `--allow-env` (the Redis client reads no environment), `--allow-sys` (the
+ * node name falls
  * back to `localhost` without `--allow-sys=hostname`), `--allow-write`, `--allow-run`.
  */
 

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { makeCertificate } from "./certificate.ts";
 import { type Child, runChild, spawnChild } from "./process.ts";
 import { freePort } from "./redis_server.ts";
 
@@ -81,19 +82,6 @@ async function acceptsTcp(port: number): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function makeCertificate(dir: string): Promise<void> {
-  const out = await new Deno.Command("openssl", {
-    args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-      .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=localhost"])
-      .concat(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`Cannot make a test certificate: ${new TextDecoder().decode(out.stderr)}`);
   }
 }
 

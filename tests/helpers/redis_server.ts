@@ -5,6 +5,7 @@
  * @module
  */
 
+import { makeCertificate } from "./certificate.ts";
 import { type Child, spawnChild } from "./process.ts";
 
 /** A running test Redis. */
@@ -13,6 +14,11 @@ export interface TestRedis {
   readonly port: number;
   /** `redis://127.0.0.1:<port>/<db>` (db 0 by default). */
   url(db?: number): string;
+  /**
+   * With `{ tls: true }`: the TLS listener's port (a fresh self-signed certificate, in the
+   * server's dir as `cert.pem`).
+   */
+  readonly tlsPort?: number;
   /** Runs `redis-cli -h 127.0.0.1 -p <port> ...args` and returns its stdout. */
   cli(...args: string[]): Promise<string>;
   /** Kills it (SIGKILL, as a crash) and starts it again on the same port, empty. */
@@ -47,10 +53,15 @@ async function cli(port: number, args: string[]): Promise<{ ok: boolean; out: st
   return { ok: out.success, out: new TextDecoder().decode(out.stdout) };
 }
 
-async function launch(port: number, dir: string): Promise<Child> {
+async function launch(port: number, dir: string, tlsPort?: number): Promise<Child> {
+  const tls = tlsPort === undefined ? [] : [
+    ...["--tls-port", String(tlsPort), "--tls-cert-file", `${dir}/cert.pem`],
+    ...["--tls-key-file", `${dir}/key.pem`, "--tls-ca-cert-file", `${dir}/cert.pem`],
+    ...["--tls-auth-clients", "no"],
+  ];
   const child = spawnChild("redis-server", {
     args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-      .concat(["--dir", dir]),
+      .concat(["--dir", dir], tls),
     label: `redis:${port}`,
   });
   try {
@@ -82,15 +93,19 @@ async function launch(port: number, dir: string): Promise<Child> {
  * }
  * ```
  */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: { tls?: boolean } = {}): Promise<TestRedis> {
   const dir = await Deno.makeTempDir({ prefix: "celeriac-redis-" });
+  if (options.tls) await makeCertificate(dir);
   let port = freePort();
+  let tlsPort = options.tls ? freePort() : undefined;
   let child: Child;
   try {
-    child = await launch(port, dir);
+    child = await launch(port, dir, tlsPort);
   } catch {
-    port = freePort(); // another process took the port in between: one more try
-    child = await launch(port, dir);
+    // another process took a port in between: one more try
+    port = freePort();
+    tlsPort = options.tls ? freePort() : undefined;
+    child = await launch(port, dir, tlsPort);
   }
   const onUnload = () => {
     child.kill("SIGKILL");
@@ -103,13 +118,14 @@ export async function startRedis(): Promise<TestRedis> {
   globalThis.addEventListener("unload", onUnload);
   return {
     port,
+    tlsPort,
     url: (db = 0) => `redis://127.0.0.1:${port}/${db}`,
     async cli(...args: string[]) {
       return (await cli(port, args)).out;
     },
     async restart() {
       await child.stop({ signal: "SIGKILL" });
-      child = await launch(port, dir);
+      child = await launch(port, dir, tlsPort);
     },
     async stop() {
       globalThis.removeEventListener("unload", onUnload);

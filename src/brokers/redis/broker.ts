@@ -54,13 +54,7 @@ import {
 } from "./keys.ts";
 import { Popper } from "./popper.ts";
 import { takeTaskMessages } from "./select.ts";
-import {
-  defineScripts,
-  readDeadLetters,
-  restoreVisible,
-  type ScriptedClient,
-  touchTags,
-} from "./unacked.ts";
+import { BROKER_SCRIPTS, readDeadLetters, restoreVisible, touchTags } from "./unacked.ts";
 
 /** Options of {@linkcode RedisBroker}. */
 export interface RedisBrokerOptions {
@@ -99,13 +93,13 @@ export class RedisBroker implements Broker {
   #target: RedisTarget;
   #restoreIntervalMs: number;
   #connecting?: Promise<void>;
-  #client?: ScriptedClient;
+  #client?: RedisClient;
   #popper?: Popper;
   #fanout: RedisFanout;
   #outstanding = new Map<string, Delivery>();
   #acks = new GroupCommit<string>((tags) => {
     const c = this.#c();
-    return Promise.all([c.zrem(UNACKED_INDEX, ...tags), c.hdel(UNACKED, ...tags)]);
+    return Promise.all([c.call("ZREM", UNACKED_INDEX, ...tags), c.call("HDEL", UNACKED, ...tags)]);
   });
   #rotation = 0;
   #timer?: ReturnType<typeof setInterval>;
@@ -146,13 +140,11 @@ export class RedisBroker implements Broker {
   }
 
   async #open(): Promise<void> {
-    const client = defineScripts(
-      await connectRedis(this.#target, "broker", { enableAutoPipelining: true }),
-    );
+    const client = await connectRedis(this.#target, "broker");
     let blocking: RedisClient | undefined;
     try {
       blocking = await connectRedis(this.#target, "broker, blocking");
-      const version = /redis_version:(\d+)/.exec(await client.info("server"));
+      const version = /redis_version:(\d+)/.exec(String(await client.call("INFO", "server")));
       this.#client = client;
       this.#popper = new Popper(client, blocking, Number(version?.[1] ?? 7) >= 6);
       await this.restoreVisible();
@@ -175,24 +167,24 @@ export class RedisBroker implements Broker {
     await restoreVisible(this.#c(), this.#lookup, this.visibilityTimeout, this.#outstanding);
   }
 
-  #c(): ScriptedClient {
+  #c(): RedisClient {
     if (!this.#client) throw new TypeError("Cannot use Redis broker: call connect() first");
     return this.#client;
   }
 
   /** Adds the queue's binding to its direct exchange, as kombu's declare does. */
   async declareQueue(queue: string): Promise<void> {
-    await this.#c().sadd(bindingKey(queue), bindingMember(queue, queue));
+    await this.#c().call("SADD", bindingKey(queue), bindingMember(queue, queue));
   }
 
   /** `SADD _kombu.binding.<exchange> "<routing key>SEPSEP<queue>"` (kombu's `queue_bind`). */
   async bindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
-    await this.#c().sadd(bindingKey(exchange), bindingMember(routingKey, queue));
+    await this.#c().call("SADD", bindingKey(exchange), bindingMember(routingKey, queue));
   }
 
   /** `SREM` of the binding {@linkcode RedisBroker.bindQueue} made. */
   async unbindQueue(queue: string, exchange: string, routingKey: string): Promise<void> {
-    await this.#c().srem(bindingKey(exchange), bindingMember(routingKey, queue));
+    await this.#c().call("SREM", bindingKey(exchange), bindingMember(routingKey, queue));
   }
 
   /**
@@ -211,7 +203,7 @@ export class RedisBroker implements Broker {
   #lookup = async (exchange: string, routingKey: string): Promise<string[]> => {
     if (exchange === "") return [routingKey];
     const queues = new Set<string>();
-    for (const member of await this.#c().smembers(bindingKey(exchange))) {
+    for (const member of await this.#c().call("SMEMBERS", bindingKey(exchange)) as string[]) {
       const b = parseBindingMember(member);
       if (b.routingKey === routingKey && b.queue) queues.add(b.queue);
     }
@@ -229,7 +221,7 @@ export class RedisBroker implements Broker {
     const priority = typeof p === "number" ? p : 0;
     const c = this.#c();
     const queues = await this.#lookup(route.exchange, route.routingKey);
-    await Promise.all(queues.map((q) => c.lpush(bucketKey(q, priority), raw)));
+    await Promise.all(queues.map((q) => c.call("LPUSH", bucketKey(q, priority), raw)));
   }
 
   /** Bucket keys in serving order: priority outer, queues inner from the rotation point. */
@@ -306,14 +298,14 @@ export class RedisBroker implements Broker {
   /** Messages waiting in a queue, all priorities (sum of `LLEN` over the 4 buckets). */
   async queueSize(queue: string): Promise<number> {
     const c = this.#c();
-    const sizes = await Promise.all(bucketKeys(queue).map((k) => c.llen(k)));
-    return sizes.reduce((a, b) => a + b, 0);
+    const sizes = await Promise.all(bucketKeys(queue).map((k) => c.call("LLEN", k)));
+    return sizes.reduce((a: number, b) => a + Number(b), 0);
   }
 
   /** Deletes a queue's waiting messages (its 4 buckets, atomically); returns how many. */
   async purge(queue: string): Promise<number> {
     const keys = bucketKeys(queue);
-    return await this.#c().celeriacPurge(keys.length, ...keys);
+    return Number(await this.#c().evalScript(BROKER_SCRIPTS.purge, keys, []));
   }
 
   /** Dead letters (`celeriac.dead`), newest first. */

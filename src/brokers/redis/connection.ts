@@ -2,19 +2,19 @@
  * Redis URLs and connections shared by the Redis broker, the Redis result backend and the
  * Redis beat store.
  *
- * `npm:ioredis@^5` is loaded here, lazily and without needing `--allow-env` (see
- * `importWithoutEnv`). A first connect fails fast with a clear error; after that ioredis
- * reconnects by itself (commands wait in its offline queue meanwhile).
+ * The client is celeriac's own (`src/redis/client.ts`, on `Deno.connect`). A first connect
+ * fails fast with a clear error; after that the client reconnects by itself (commands wait
+ * meanwhile).
  *
  * @module
  */
 
-import type { Redis as RedisClient, RedisOptions } from "npm:ioredis@^5";
 import { BrokerConnectionError, ConfigError, PermissionMissingError } from "../../errors.ts";
-import { importWithoutEnv, requireNet } from "../../permissions.ts";
+import { requireNet } from "../../permissions.ts";
+import { RedisClient, type RedisClientOptions } from "../../redis/client.ts";
 import { redactUrl } from "../mod.ts";
 
-export type { RedisClient };
+export { RedisClient };
 
 /** A parsed redis:// URL. */
 export interface RedisTarget {
@@ -145,9 +145,6 @@ export function checkParams(target: RedisTarget, known: readonly string[]): void
   }
 }
 
-type IoRedisModule = { Redis?: unknown; default?: unknown };
-let ioredis: Promise<IoRedisModule> | undefined;
-
 function isPermissionError(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as Error).cause, depth++) {
     const name = (e as Error).name;
@@ -158,16 +155,18 @@ function isPermissionError(error: unknown): boolean {
 
 /**
  * Opens a connection. It fails fast (no retries) on the first connect; once connected it
- * reconnects with backoff (100 ms doubling to 2 s) forever, and queued commands wait.
+ * reconnects with backoff (100 ms doubling to 2 s) forever, and queued commands wait
+ * (or, with `whileDown: "fail"`, fail at once).
  *
  * @param role Who connects, for error messages (`broker`, `result backend`, …).
- * @param extra ioredis options that override the defaults.
+ * @param options Client options that override the defaults.
  * @throws {PermissionMissingError} When Deno does not grant `--allow-net=<host>:<port>`.
- * @throws {BrokerConnectionError} When the server cannot be reached (names host:port).
+ * @throws {BrokerConnectionError} When the server cannot be reached (names host:port), or
+ *   refuses the password or the database.
  *
  * @example
  * ```ts ignore
- * import { connectRedis, parseRedisUrl } from "./connection.ts";
+ * import { closeRedis, connectRedis, parseRedisUrl } from "./connection.ts";
  * const client = await connectRedis(parseRedisUrl("redis://127.0.0.1:6379/0"), "broker");
  * await closeRedis(client);
  * ```
@@ -175,43 +174,25 @@ function isPermissionError(error: unknown): boolean {
 export async function connectRedis(
   target: RedisTarget,
   role: string,
-  extra: Partial<RedisOptions> = {},
+  options: Pick<RedisClientOptions, "whileDown"> = {},
 ): Promise<RedisClient> {
   const where = `${target.host}:${target.port}`;
   const what = `connect to Redis (${role}) at ${where}`;
   requireNet(target.host, target.port, what);
-  const mod = await (ioredis ??= importWithoutEnv(() => import("npm:ioredis@^5")));
-  const Redis = (mod.Redis ?? mod.default) as typeof import("npm:ioredis@^5").Redis;
-  let connected = false;
-  const client = new Redis({
-    host: target.host,
-    port: target.port,
-    db: target.db,
-    password: target.password,
-    username: target.username,
-    tls: target.tls ? (target.insecureTls ? { rejectUnauthorized: false } : {}) : undefined,
-    lazyConnect: true,
-    connectTimeout: 5000,
-    maxRetriesPerRequest: null,
-    enableOfflineQueue: true,
-    retryStrategy: (times: number) =>
-      connected ? Math.min(100 * 2 ** Math.min(times, 5), 2000) : null,
-    ...extra,
-  });
-  // Errors surface through command failures and connect(); keep the first one of the
-  // connect (NOAUTH, WRONGPASS, …), which ioredis reports before "Connection is closed".
-  let firstError: Error | undefined;
-  client.on("error", (err: Error) => {
-    if (!connected) firstError ??= err;
-  });
   try {
-    await client.connect();
-    // ioredis only reports a failed SELECT as an event: check it, or we would use db 0.
-    if (target.db !== 0) await client.select(target.db);
-  } catch (err) {
-    client.disconnect();
-    const cause = firstError ?? err;
-    if (isPermissionError(cause) || isPermissionError(err)) {
+    return await RedisClient.connect({
+      host: target.host,
+      port: target.port,
+      db: target.db,
+      password: target.password,
+      username: target.username,
+      tls: target.tls,
+      insecureTls: target.insecureTls,
+      connectTimeoutMs: 5000,
+      ...options,
+    });
+  } catch (cause) {
+    if (isPermissionError(cause)) {
       throw new PermissionMissingError(`--allow-net=${where}`, what, { cause });
     }
     throw new BrokerConnectionError(
@@ -219,8 +200,6 @@ export async function connectRedis(
       { cause },
     );
   }
-  connected = true;
-  return client;
 }
 
 /**
@@ -233,9 +212,5 @@ export async function connectRedis(
  * ```
  */
 export async function closeRedis(client: RedisClient | undefined): Promise<void> {
-  if (!client) return;
-  if (client.status === "ready") {
-    await client.quit().catch(() => {});
-  }
-  client.disconnect();
+  await client?.quit();
 }

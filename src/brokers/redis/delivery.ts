@@ -17,13 +17,13 @@ import {
   type Lookup,
   parseUnackedEntry,
   restoreEntry,
-  type ScriptedClient,
 } from "./unacked.ts";
+import type { RedisClient } from "../../redis/client.ts";
 
 /** What a delivery needs from its broker. */
 export interface DeliveryContext {
   /** The command connection (throws when the broker is not connected). */
-  client(): ScriptedClient;
+  client(): RedisClient;
   /** Queues of an (exchange, routing key) pair. */
   lookup: Lookup;
   /** The broker's unsettled deliveries by tag: added here, removed on settle. */
@@ -100,7 +100,7 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
       const c = ctx.client();
       let entry = entryOfEnvelope(raw);
       if (!entry) {
-        const stored = await c.hget(UNACKED, tag);
+        const stored = await c.call("HGET", UNACKED, tag) as string | null;
         if (stored === null) return; // restored or settled elsewhere meanwhile
         entry = parseUnackedEntry(stored);
       }

@@ -47,7 +47,11 @@ export class RedisFanout {
       routingKey,
       deliveryTag: crypto.randomUUID(),
     });
-    await this.#publisher().publish(fanoutChannel(this.#target.db, exchange, routingKey), raw);
+    await this.#publisher().call(
+      "PUBLISH",
+      fanoutChannel(this.#target.db, exchange, routingKey),
+      raw,
+    );
   }
 
   /**
@@ -64,8 +68,10 @@ export class RedisFanout {
     const glob = fanoutPattern(this.#target.db, exchange, pattern);
     const sub = await (this.#subscriber ??= connectRedis(this.#target, "broker, subscriber").then(
       (client) => {
-        client.on("pmessage", (patternKey: string, _channel: string, raw: string) => {
-          for (const h of this.#handlers.get(patternKey) ?? []) h(raw);
+        client.listen({
+          onPMessage: (patternKey, _channel, raw) => {
+            for (const h of this.#handlers.get(patternKey) ?? []) h(raw);
+          },
         });
         return client;
       },

@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { RedisClient } from "./connection.ts";
+import type { RedisClient } from "../../redis/client.ts";
 import { DEAD_LETTERS, queueOfBucket, UNACKED, UNACKED_INDEX } from "./keys.ts";
-import type { ScriptedClient } from "./unacked.ts";
+import { BROKER_SCRIPTS } from "./unacked.ts";
 
 /** One popped message: the bucket list it came from, its text, its tag ("" = dead-lettered). */
 export interface Popped {
@@ -36,24 +36,24 @@ function nowSeconds(): string {
 export class Popper {
   /** The dedicated connection BRPOP blocks on. */
   readonly blocking: RedisClient;
-  #client: ScriptedClient;
+  #client: RedisClient;
   #fractional: boolean;
   #tail: Promise<unknown> = Promise.resolve();
   #blockingId?: Promise<unknown>;
   #inflight?: AbortSignal | "none";
 
   /**
-   * @param client The command connection, scripts defined.
+   * @param client The command connection.
    * @param blocking A connection used for nothing but BRPOP.
    * @param fractional Whether BRPOP takes fractional seconds (Redis ≥ 6).
    */
-  constructor(client: ScriptedClient, blocking: RedisClient, fractional: boolean) {
+  constructor(client: RedisClient, blocking: RedisClient, fractional: boolean) {
     this.#client = client;
     this.blocking = blocking;
     this.#fractional = fractional;
-    const readId = () => this.#blockingId = blocking.client("ID").catch(() => undefined);
+    const readId = () => this.#blockingId = blocking.call("CLIENT", "ID").catch(() => undefined);
     readId();
-    blocking.on("ready", readId); // a reconnect gets a new id
+    blocking.onReady(readId); // a reconnect gets a new id
   }
 
   /**
@@ -64,7 +64,7 @@ export class Popper {
   async interrupt(): Promise<void> {
     const id = await this.#blockingId;
     if (typeof id !== "number") return;
-    await this.#client.client("UNBLOCK", id, "TIMEOUT").catch(() => {});
+    await this.#client.call("CLIENT", "UNBLOCK", id, "TIMEOUT").catch(() => {});
   }
 
   /**
@@ -76,16 +76,11 @@ export class Popper {
   }
 
   async #fetch(keys: string[], max: number): Promise<Popped[]> {
-    const flat = await this.#client.celeriacFetch(
-      keys.length + 3,
-      UNACKED,
-      UNACKED_INDEX,
-      DEAD_LETTERS,
-      ...keys,
-      max,
-      nowSeconds(),
-      ...keys.map(queueOfBucket),
-    );
+    const flat = await this.#client.evalScript(
+      BROKER_SCRIPTS.fetch,
+      [UNACKED, UNACKED_INDEX, DEAD_LETTERS, ...keys],
+      [max, nowSeconds(), ...keys.map(queueOfBucket)],
+    ) as (string | number)[];
     const out: Popped[] = [];
     for (let i = 0; i < flat.length; i += 3) {
       out.push({
@@ -114,20 +109,19 @@ export class Popper {
         ? Math.max(0.01, timeoutMs / 1000).toFixed(3)
         : String(Math.max(1, Math.ceil(timeoutMs / 1000)));
       this.#inflight = signal ?? "none";
-      const reply = await this.blocking.brpop(...keys, seconds).finally(() => {
+      const reply = await this.blocking.call("BRPOP", ...keys, seconds).finally(() => {
         this.#inflight = undefined;
-      });
+      }) as [string, string] | null;
       if (!reply) return [];
       const [key, raw] = reply;
       // kombu's window: a crash right here loses this one message (it is off the list and
       // not yet in `unacked`).
-      const tag = await this.#client.celeriacRecord(
-        UNACKED,
-        UNACKED_INDEX,
-        DEAD_LETTERS,
-        raw,
-        nowSeconds(),
-        queueOfBucket(key),
+      const tag = String(
+        await this.#client.evalScript(
+          BROKER_SCRIPTS.record,
+          [UNACKED, UNACKED_INDEX, DEAD_LETTERS],
+          [raw, nowSeconds(), queueOfBucket(key)],
+        ),
       );
       const first: Popped = { key, raw, tag };
       return max > 1 ? [first, ...await this.#fetch(keys, max - 1)] : [first];
@@ -168,15 +162,10 @@ export class Popper {
   async #unpop(popped: Popped[]): Promise<void> {
     for (const p of [...popped].reverse()) {
       if (p.tag === "") continue;
-      await this.#client.celeriacRestore(
-        3,
-        UNACKED,
-        UNACKED_INDEX,
-        p.key,
-        p.tag,
-        p.raw,
-        "front",
-        "",
+      await this.#client.evalScript(
+        BROKER_SCRIPTS.restore,
+        [UNACKED, UNACKED_INDEX, p.key],
+        [p.tag, p.raw, "front", ""],
       );
     }
   }

@@ -22,7 +22,7 @@
 import type { TakeTaskMessagesOptions } from "../broker.ts";
 import type { TransportMessage } from "../../protocol/message.ts";
 import { decodeRedisEnvelope } from "../../protocol/redis_envelope.ts";
-import type { RedisClient } from "./connection.ts";
+import { type RedisClient, RedisScript } from "../../redis/client.ts";
 import { bucketKey, PRIORITY_STEPS } from "./keys.ts";
 
 /**
@@ -72,6 +72,8 @@ const BATCH = 2000;
 
 // deno-lint-ignore no-explicit-any
 const RawJSON = JSON as any;
+
+const TAKE_SCRIPT = new RedisScript(TAKE);
 
 /** The task name of an envelope (`headers.task`), or undefined when it is not a task. */
 function taskOf(raw: string): string | undefined {
@@ -143,7 +145,7 @@ export async function takeTaskMessages(
     const matched: string[] = [];
     const seen = new Set<string>();
     for (let start = 0;; start += PAGE) {
-      const page = await client.lrange(key, start, start + PAGE - 1);
+      const page = await client.call("LRANGE", key, start, start + PAGE - 1) as string[];
       for (const raw of page) {
         if (!seen.has(raw) && taskOf(raw) === taskName) {
           seen.add(raw);
@@ -160,7 +162,7 @@ export async function takeTaskMessages(
       // oldest first; within the batch the pairs' own order does not matter.
       for (const raw of batch) args.push(raw, target ? rerouteEnvelope(raw, options.moveTo!) : "");
       const keys = target ? [key, target] : [key];
-      const found = await client.eval(TAKE, keys.length, ...keys, ...args) as number[];
+      const found = await client.evalScript(TAKE_SCRIPT, keys, args) as number[];
       for (const n of found.map(Number).sort((a, b) => a - b)) {
         try {
           out.push(decodeRedisEnvelope(batch[n - 1]!).message);

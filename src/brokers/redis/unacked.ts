@@ -11,40 +11,33 @@ import type { DeadLetter } from "../broker.ts";
 import { DecodeError } from "../../errors.ts";
 import { parseJsonFast } from "../../protocol/json.ts";
 import { markRedelivered } from "../../protocol/redis_envelope.ts";
-import type { RedisClient } from "./connection.ts";
+import { type RedisClient, RedisScript } from "../../redis/client.ts";
 import { bucketKey, DEAD_LETTERS, UNACKED, UNACKED_INDEX, UNACKED_MUTEX } from "./keys.ts";
 import { DEAD_LETTER, FETCH, PURGE, RECORD, RELEASE, RESTORE } from "./scripts.ts";
 
-type Arg = string | number;
-
-/** A connection with the broker's scripts defined on it (see `scripts.ts`). */
-export type ScriptedClient = RedisClient & {
-  celeriacFetch(...args: Arg[]): Promise<unknown[]>;
-  celeriacRecord(...args: Arg[]): Promise<string>;
-  celeriacRestore(...args: Arg[]): Promise<number>;
-  celeriacDeadLetter(...args: Arg[]): Promise<number>;
-  celeriacPurge(...args: Arg[]): Promise<number>;
-  celeriacRelease(...args: Arg[]): Promise<number>;
-};
-
 /**
- * Defines the broker's Lua scripts on a connection (`EVALSHA`, falling back to `EVAL` after
- * a server restart emptied the script cache).
+ * The broker's Lua scripts (see `scripts.ts`), sent by `EVALSHA` (falling back to `EVAL`
+ * after a server restart emptied the script cache).
  *
  * @example
  * ```ts ignore
- * const client = defineScripts(await connectRedis(target, "broker"));
+ * await client.evalScript(BROKER_SCRIPTS.purge, keys, []);
  * ```
  */
-export function defineScripts(client: RedisClient): ScriptedClient {
-  client.defineCommand("celeriacFetch", { lua: FETCH });
-  client.defineCommand("celeriacRecord", { numberOfKeys: 3, lua: RECORD });
-  client.defineCommand("celeriacRestore", { lua: RESTORE });
-  client.defineCommand("celeriacDeadLetter", { numberOfKeys: 3, lua: DEAD_LETTER });
-  client.defineCommand("celeriacPurge", { lua: PURGE });
-  client.defineCommand("celeriacRelease", { numberOfKeys: 1, lua: RELEASE });
-  return client as ScriptedClient;
-}
+export const BROKER_SCRIPTS = {
+  /** Pops and records up to N messages. */
+  fetch: new RedisScript(FETCH),
+  /** Records one message popped by BRPOP. */
+  record: new RedisScript(RECORD),
+  /** Restores one unacked message. */
+  restore: new RedisScript(RESTORE),
+  /** Moves one unacked message to the dead letters. */
+  deadLetter: new RedisScript(DEAD_LETTER),
+  /** Deletes a queue's buckets. */
+  purge: new RedisScript(PURGE),
+  /** Compare-and-delete of the restore mutex. */
+  release: new RedisScript(RELEASE),
+} as const;
 
 /** Finds the queues an (exchange, routing key) pair delivers to. */
 export type Lookup = (exchange: string, routingKey: string) => Promise<string[]>;
@@ -142,16 +135,14 @@ export function entryOfEnvelope(raw: string): UnackedEntry | null {
  * ```
  */
 export async function deadLetterTag(
-  client: ScriptedClient,
+  client: RedisClient,
   tag: string,
   entry: DeadLetter,
 ): Promise<boolean> {
-  const moved = await client.celeriacDeadLetter(
-    UNACKED,
-    UNACKED_INDEX,
-    DEAD_LETTERS,
-    tag,
-    JSON.stringify(entry),
+  const moved = await client.evalScript(
+    BROKER_SCRIPTS.deadLetter,
+    [UNACKED, UNACKED_INDEX, DEAD_LETTERS],
+    [tag, JSON.stringify(entry)],
   );
   return moved === 1;
 }
@@ -173,7 +164,7 @@ export async function deadLetterTag(
  * ```
  */
 export async function restoreEntry(
-  client: ScriptedClient,
+  client: RedisClient,
   lookup: Lookup,
   tag: string,
   entry: UnackedEntry,
@@ -192,15 +183,10 @@ export async function restoreEntry(
     return false;
   }
   const targets = queues.map((q) => position === "front" ? q : bucketKey(q, entry.priority));
-  const restored = await client.celeriacRestore(
-    2 + targets.length,
-    UNACKED,
-    UNACKED_INDEX,
-    ...targets,
-    tag,
-    markRedelivered(entry.envelope),
-    position,
-    ceiling,
+  const restored = await client.evalScript(
+    BROKER_SCRIPTS.restore,
+    [UNACKED, UNACKED_INDEX, ...targets],
+    [tag, markRedelivered(entry.envelope), position, ceiling],
   );
   return restored === 1;
 }
@@ -213,10 +199,15 @@ export async function restoreEntry(
  * await touchTags(client, ["3b9c…"]);
  * ```
  */
-export async function touchTags(client: ScriptedClient, tags: readonly string[]): Promise<void> {
+export async function touchTags(client: RedisClient, tags: readonly string[]): Promise<void> {
   const now = Date.now() / 1000;
   for (let i = 0; i < tags.length; i += 500) {
-    await client.zadd(UNACKED_INDEX, "XX", ...tags.slice(i, i + 500).flatMap((t) => [now, t]));
+    await client.call(
+      "ZADD",
+      UNACKED_INDEX,
+      "XX",
+      ...tags.slice(i, i + 500).flatMap((t) => [now, t]),
+    );
   }
 }
 
@@ -229,11 +220,11 @@ export async function touchTags(client: ScriptedClient, tags: readonly string[])
  * ```
  */
 export async function readDeadLetters(
-  client: ScriptedClient,
+  client: RedisClient,
   limit: number,
 ): Promise<DeadLetter[]> {
   if (limit <= 0) return [];
-  const items = await client.lrange(DEAD_LETTERS, 0, limit - 1);
+  const items = await client.call("LRANGE", DEAD_LETTERS, 0, limit - 1) as string[];
   return items.map((item) => {
     try {
       return JSON.parse(item) as DeadLetter;
@@ -260,30 +251,38 @@ const MAX_BATCHES = 40;
  * ```
  */
 export async function restoreVisible(
-  client: ScriptedClient,
+  client: RedisClient,
   lookup: Lookup,
   visibilityTimeout: number,
   held?: { has(tag: string): boolean },
 ): Promise<number> {
   const token = crypto.randomUUID();
-  if (await client.set(UNACKED_MUTEX, token, "PX", 300_000, "NX") !== "OK") return 0;
+  if (await client.call("SET", UNACKED_MUTEX, token, "PX", 300_000, "NX") !== "OK") return 0;
   let count = 0;
   try {
     const ceiling = (Date.now() / 1000 - visibilityTimeout).toFixed(6);
     for (let batch = 0; batch < MAX_BATCHES; batch++) {
-      const tags = await client.zrangebyscore(UNACKED_INDEX, "-inf", ceiling, "LIMIT", 0, BATCH);
+      const tags = await client.call(
+        "ZRANGEBYSCORE",
+        UNACKED_INDEX,
+        "-inf",
+        ceiling,
+        "LIMIT",
+        0,
+        BATCH,
+      ) as string[];
       if (!tags.length) break;
-      const stored = await client.hmget(UNACKED, ...tags);
+      const stored = await client.call("HMGET", UNACKED, ...tags) as (string | null)[];
       for (let i = 0; i < tags.length; i++) {
         const tag = tags[i]!;
         if (held?.has(tag)) {
           // This process still holds it (alive, just not re-scored yet): refresh, never restore.
-          await client.zadd(UNACKED_INDEX, "XX", (Date.now() / 1000).toFixed(6), tag);
+          await client.call("ZADD", UNACKED_INDEX, "XX", (Date.now() / 1000).toFixed(6), tag);
           continue;
         }
         const text = stored[i];
         if (text === null || text === undefined) {
-          await client.zrem(UNACKED_INDEX, tag); // settled meanwhile: only the index was left
+          await client.call("ZREM", UNACKED_INDEX, tag); // settled meanwhile: only the index was left
           continue;
         }
         let entry: UnackedEntry;
@@ -303,7 +302,7 @@ export async function restoreVisible(
       if (tags.length < BATCH) break;
     }
   } finally {
-    await client.celeriacRelease(UNACKED_MUTEX, token);
+    await client.evalScript(BROKER_SCRIPTS.release, [UNACKED_MUTEX], [token]);
   }
   return count;
 }
