@@ -4,7 +4,8 @@
  *
  * - automatic pipelining: commands issued in the same tick (or while a write is on its way)
  *   go out as one write, replies are matched in order;
- * - Lua scripts by `EVALSHA`, falling back to `EVAL` when the server lost its script cache;
+ * - Lua scripts: `EVAL` on first use per connection, then `EVALSHA` (and `EVAL` again when
+ *   the server lost its script cache);
  * - `MULTI`/`EXEC` transactions as one unit;
  * - pub/sub (`SUBSCRIBE`, `PSUBSCRIBE`) and `MONITOR` on connections of their own;
  * - reconnecting with backoff (100 ms doubling to 2 s, forever) after a first connect that
@@ -68,36 +69,65 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+/** SHA-1 of UTF-8 text, in hex (what `EVALSHA` names a script by), computed synchronously. */
+function sha1Hex(text: string): string {
+  const data = new TextEncoder().encode(text);
+  const words = new Uint32Array(((data.length + 8) >> 6) * 16 + 16);
+  for (let i = 0; i < data.length; i++) words[i >> 2]! |= data[i]! << (24 - (i % 4) * 8);
+  words[data.length >> 2]! |= 0x80 << (24 - (data.length % 4) * 8);
+  const blocks = ((data.length + 8) >> 6) + 1;
+  words[blocks * 16 - 1] = data.length * 8;
+  words[blocks * 16 - 2] = Math.floor(data.length / 0x20000000);
+  let [h0, h1, h2, h3, h4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
+  const w = new Uint32Array(80);
+  for (let block = 0; block < blocks; block++) {
+    for (let t = 0; t < 16; t++) w[t] = words[block * 16 + t]!;
+    for (let t = 16; t < 80; t++) {
+      const x = w[t - 3]! ^ w[t - 8]! ^ w[t - 14]! ^ w[t - 16]!;
+      w[t] = (x << 1) | (x >>> 31);
+    }
+    let [a, b, c, d, e] = [h0, h1, h2, h3, h4];
+    for (let t = 0; t < 80; t++) {
+      const f = t < 20
+        ? ((b & c) | (~b & d)) + 0x5a827999
+        : t < 40
+        ? (b ^ c ^ d) + 0x6ed9eba1
+        : t < 60
+        ? ((b & c) | (b & d) | (c & d)) + 0x8f1bbcdc
+        : (b ^ c ^ d) + 0xca62c1d6;
+      const next = (((a << 5) | (a >>> 27)) + f + e + w[t]!) >>> 0;
+      [e, d, c, b, a] = [d, c, (b << 30) | (b >>> 2), a, next];
+    }
+    h0 = (h0 + a) >>> 0;
+    h1 = (h1 + b) >>> 0;
+    h2 = (h2 + c) >>> 0;
+    h3 = (h3 + d) >>> 0;
+    h4 = (h4 + e) >>> 0;
+  }
+  return [h0, h1, h2, h3, h4].map((h) => (h >>> 0).toString(16).padStart(8, "0")).join("");
+}
+
 /**
  * A Lua script, sent by its SHA-1 once the server knows it.
  *
  * @example
- * ```ts ignore
- * const GET_OR = new RedisScript("return redis.call('GET', KEYS[1]) or ARGV[1]");
- * await client.evalScript(GET_OR, ["k"], ["fallback"]);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RedisScript } from "./client.ts";
+ * // What `redis-cli SCRIPT LOAD "return 1"` answers:
+ * assert.equal(new RedisScript("return 1").sha, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
  * ```
  */
 export class RedisScript {
   /** The Lua source. */
   readonly lua: string;
-  /** Its SHA-1 in hex, once computed. */
-  sha?: string;
-  #computing?: Promise<string>;
+  /** Its SHA-1 in hex, the name `EVALSHA` calls it by. */
+  readonly sha: string;
 
   /** A script from its source. */
   constructor(lua: string) {
     this.lua = lua;
-  }
-
-  /** Computes (once) the SHA-1 `EVALSHA` names it by. */
-  digest(): Promise<string> {
-    return this.#computing ??= crypto.subtle.digest("SHA-1", new TextEncoder().encode(this.lua))
-      .then((hash) => {
-        this.sha = [...new Uint8Array(hash)].map((b) => b.toString(16).padStart(2, "0")).join(
-          "",
-        );
-        return this.sha;
-      });
+    this.sha = sha1Hex(lua);
   }
 }
 
@@ -136,6 +166,8 @@ export class RedisClient {
   #onPMessage?: (pattern: string, channel: string, text: string) => void;
   #onMonitor?: (line: string) => void;
   #monitoring = false;
+  /** Scripts sent in full since the last (re)connect. */
+  #loaded = new WeakSet<RedisScript>();
 
   private constructor(options: RedisClientOptions) {
     this.#options = options;
@@ -149,12 +181,25 @@ export class RedisClient {
    */
   static async connect(options: RedisClientOptions): Promise<RedisClient> {
     const client = new RedisClient(options);
-    const stream = await openStream(options, options.connectTimeoutMs ?? 5000);
+    const timeoutMs = options.connectTimeoutMs ?? 5000;
+    const stream = await openStream(options, timeoutMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await client.#attach(stream);
+      await Promise.race([
+        client.#attach(stream),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(new Deno.errors.TimedOut(`no reply to the handshake within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
     } catch (err) {
       client.disconnect();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return client;
   }
@@ -185,15 +230,24 @@ export class RedisClient {
     });
   }
 
-  /** Runs a script: `EVALSHA`, or `EVAL` when the server does not know it (yet). */
+  /**
+   * Runs a script: `EVAL` on its first use on this connection, `EVALSHA` after that, and
+   * `EVAL` again when the server lost it (`NOSCRIPT`: restarted, or `SCRIPT FLUSH`).
+   */
   async evalScript(
     script: RedisScript,
     keys: readonly RedisArg[],
     args: readonly RedisArg[],
   ): Promise<RedisReply> {
-    const sha = script.sha ?? await script.digest();
+    // Sent at once either way, so a script keeps its place among pipelined commands: the
+    // first use on this connection sends the source (which also caches it), later ones the
+    // SHA-1.
+    if (!this.#loaded.has(script)) {
+      this.#loaded.add(script);
+      return await this.call("EVAL", script.lua, keys.length, ...keys, ...args);
+    }
     try {
-      return await this.call("EVALSHA", sha, keys.length, ...keys, ...args);
+      return await this.call("EVALSHA", script.sha, keys.length, ...keys, ...args);
     } catch (err) {
       if (!(err instanceof RedisReplyError) || err.code !== "NOSCRIPT") throw err;
       return await this.call("EVAL", script.lua, keys.length, ...keys, ...args);
@@ -360,6 +414,7 @@ export class RedisClient {
   async #attach(stream: ByteStream): Promise<void> {
     const generation = ++this.#generation;
     this.#stream = stream;
+    this.#loaded = new WeakSet(); // a restarted server may have lost its script cache
     this.#parser.reset();
     this.#status = "ready";
     void this.#readLoop(stream, generation);

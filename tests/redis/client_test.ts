@@ -29,11 +29,18 @@ Deno.test("redis client: 5,000 commands issued at once get their own replies, in
   }
 });
 
-Deno.test("redis client: a script runs by EVALSHA, and again after SCRIPT FLUSH", async () => {
+Deno.test("redis client: a script runs by EVAL once, then by EVALSHA, and again after SCRIPT FLUSH", async () => {
   const c = await open();
   const script = new RedisScript("return {KEYS[1], ARGV[1], #KEYS}");
   try {
+    const evalshaCalls = async () =>
+      Number(
+        /cmdstat_evalsha:calls=(\d+)/.exec(String(await c.call("INFO", "commandstats")))?.[1] ?? 0,
+      );
+    const before = await evalshaCalls();
     assert.deepEqual(await c.evalScript(script, ["k"], ["v"]), ["k", "v", 1]);
+    assert.deepEqual(await c.evalScript(script, ["k2"], ["v2"]), ["k2", "v2", 1]);
+    assert.equal(await evalshaCalls(), before + 1, "the second run went by SHA-1");
     await c.call("SCRIPT", "FLUSH");
     const [a, b] = await Promise.all([
       c.evalScript(script, ["a"], [1]),
@@ -43,6 +50,42 @@ Deno.test("redis client: a script runs by EVALSHA, and again after SCRIPT FLUSH"
     assert.deepEqual(await c.call("SCRIPT", "EXISTS", script.sha!), [1]);
   } finally {
     await c.quit();
+  }
+});
+
+Deno.test("redis client: a script keeps its place in the pipeline; its SHA-1 is the server's", async () => {
+  const c = await open(6);
+  // Multi-block, non-ASCII source: the SHA-1 is computed here, synchronously.
+  const script = new RedisScript(
+    `-- é ${"x".repeat(200)}\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])`,
+  );
+  try {
+    await c.call("DEL", "order");
+    const sent = [c.evalScript(script, ["order"], ["first"]), c.call("RPUSH", "order", "second")];
+    await Promise.all(sent);
+    assert.deepEqual(await c.call("LRANGE", "order", 0, -1), ["first", "second"]);
+    assert.equal(await c.call("SCRIPT", "LOAD", script.lua), script.sha);
+  } finally {
+    await c.quit();
+  }
+});
+
+Deno.test("redis client: a server that accepts but never answers fails the connect in time", async () => {
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) accepted.push(conn);
+  })();
+  try {
+    const port = (silent.addr as Deno.NetAddr).port;
+    await assert.rejects(
+      RedisClient.connect({ host: "127.0.0.1", port, connectTimeoutMs: 200 }),
+      /no reply to the handshake within 200 ms/,
+    );
+  } finally {
+    silent.close();
+    await accepting.catch(() => {});
+    for (const conn of accepted) conn.close();
   }
 });
 
