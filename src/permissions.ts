@@ -47,6 +47,27 @@ export function permissionHint(error: unknown): string | undefined {
 }
 
 /**
+ * Whether `error`, or one of its causes (5 deep), is Deno's refusal of a permission
+ * (`NotCapable`, or `PermissionDenied` from older runtimes and node: modules).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isPermissionError } from "./permissions.ts";
+ * const denied = new Deno.errors.NotCapable("Requires net access");
+ * assert.ok(isPermissionError(new Error("connect failed", { cause: denied })));
+ * assert.ok(!isPermissionError(new Error("refused")));
+ * ```
+ */
+export function isPermissionError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as Error).cause, depth++) {
+    const name = (e as Error).name;
+    if (name === "NotCapable" || name === "PermissionDenied") return true;
+  }
+  return false;
+}
+
+/**
  * Checks up front that Deno grants net access to `host:port`, because some network drivers
  * catch the permission error of a refused connect and retry forever, so the worker would
  * hang instead of naming the missing flag; checking first gives the same one line for

@@ -29,6 +29,7 @@ import {
 } from "./store.ts";
 import { hostName } from "../host.ts";
 import { RedisScript } from "../redis/client.ts";
+import { RELEASE_IF_HELD } from "../redis/scripts.ts";
 
 /**
  * Renews the lease if this beat holds it.
@@ -46,24 +47,6 @@ import { RedisScript } from "../redis/client.ts";
 export const RENEW_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-`;
-
-/**
- * Releases the lease if this beat holds it (on a clean stop, so a follower takes over at its
- * next poll instead of after the time to live).
- *
- * | | |
- * | --- | --- |
- * | `KEYS[1]` | lease key |
- * | `ARGV[1]` | this beat's token |
- *
- * Returns 1 when released, 0 otherwise.
- */
-export const RELEASE_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
 end
 return 0
 `;
@@ -102,7 +85,6 @@ return {1}
 `;
 
 const RENEW = new RedisScript(RENEW_LUA);
-const RELEASE = new RedisScript(RELEASE_LUA);
 const COMMIT = new RedisScript(COMMIT_LUA);
 
 /** The Redis keys of a store with this prefix. */
@@ -190,10 +172,13 @@ export class RedisBeatStore implements BeatStore {
     return (await redis.call("SET", this.keys.lease, this.token, "PX", ttl, "NX")) === "OK";
   }
 
-  /** {@linkcode RELEASE_LUA}. */
+  /**
+   * Releases the lease if this beat holds it ({@linkcode RELEASE_IF_HELD}), on a clean stop,
+   * so a follower takes over at its next poll instead of after the time to live.
+   */
   async release(): Promise<void> {
     if (!this.#client) return;
-    await this.#client.evalScript(RELEASE, [this.keys.lease], [this.token]);
+    await this.#client.evalScript(RELEASE_IF_HELD, [this.keys.lease], [this.token]);
   }
 
   /** {@linkcode COMMIT_LUA}. */

@@ -44,7 +44,7 @@ export interface RedisClientOptions {
   tls?: boolean;
   /** TLS without certificate checks. */
   insecureTls?: boolean;
-  /** Milliseconds a connect may take. @default 5000 */
+  /** Milliseconds a connect (and its handshake) may take. @default 5000 */
   connectTimeoutMs?: number;
   /**
    * While the connection is down: `"queue"` keeps commands until the reconnect, `"fail"`
@@ -181,7 +181,7 @@ export class RedisClient {
    */
   static async connect(options: RedisClientOptions): Promise<RedisClient> {
     const client = new RedisClient(options);
-    const timeoutMs = options.connectTimeoutMs ?? 5000;
+    const timeoutMs = client.#connectTimeoutMs;
     const stream = await openStream(options, timeoutMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -202,6 +202,10 @@ export class RedisClient {
       clearTimeout(timer);
     }
     return client;
+  }
+
+  get #connectTimeoutMs(): number {
+    return this.#options.connectTimeoutMs ?? 5000;
   }
 
   /** `ready`, `reconnecting` (commands wait), or `closed`. */
@@ -488,7 +492,7 @@ export class RedisClient {
     if (this.#status !== "reconnecting") return;
     let stream: ByteStream;
     try {
-      stream = await openStream(this.#options, this.#options.connectTimeoutMs ?? 5000);
+      stream = await openStream(this.#options, this.#connectTimeoutMs);
     } catch (err) {
       this.#lost(err);
       return;

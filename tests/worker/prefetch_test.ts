@@ -140,8 +140,7 @@ Deno.test("prefetch: a warm stop gives prefetched messages back to the front, in
 
     const stopped = worker.stop();
     // The running ones finish; the prefetched ones never start.
-    t.gates.get(0)!.resolve();
-    t.gates.get(1)!.resolve();
+    await t.release([0, 1]);
     await stopped;
     assert.deepEqual(t.started, [0, 1]);
     assert.equal(h.broker.unackedCount, 0);

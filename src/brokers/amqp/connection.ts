@@ -22,7 +22,7 @@
 import { isIP } from "node:net";
 import tls from "node:tls";
 import { BrokerConnectionError, PermissionMissingError } from "../../errors.ts";
-import { requireNet } from "../../permissions.ts";
+import { isPermissionError, requireNet } from "../../permissions.ts";
 import { patchAmqplib } from "./long_tag.ts";
 import type { AmqpTarget } from "./url.ts";
 
@@ -45,14 +45,6 @@ function loadAmqplib(): Promise<Any> {
     amqplib = undefined;
     throw err;
   });
-}
-
-function isPermissionError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as Error).cause, depth++) {
-    const name = (e as Error).name;
-    if (name === "NotCapable" || name === "PermissionDenied") return true;
-  }
-  return false;
 }
 
 /**

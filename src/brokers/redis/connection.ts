@@ -10,7 +10,7 @@
  */
 
 import { BrokerConnectionError, ConfigError, PermissionMissingError } from "../../errors.ts";
-import { requireNet } from "../../permissions.ts";
+import { isPermissionError, requireNet } from "../../permissions.ts";
 import { RedisClient, type RedisClientOptions } from "../../redis/client.ts";
 import { redactUrl } from "../mod.ts";
 
@@ -145,14 +145,6 @@ export function checkParams(target: RedisTarget, known: readonly string[]): void
   }
 }
 
-function isPermissionError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as Error).cause, depth++) {
-    const name = (e as Error).name;
-    if (name === "NotCapable" || name === "PermissionDenied") return true;
-  }
-  return false;
-}
-
 /**
  * Opens a connection. It fails fast (no retries) on the first connect; once connected it
  * reconnects with backoff (100 ms doubling to 2 s) forever, and queued commands wait
@@ -188,7 +180,6 @@ export async function connectRedis(
       username: target.username,
       tls: target.tls,
       insecureTls: target.insecureTls,
-      connectTimeoutMs: 5000,
       ...options,
     });
   } catch (cause) {

@@ -1,13 +1,14 @@
 /**
  * Lua scripts of the Redis broker. Each runs atomically on the server, so a message is at
  * every instant either in a queue list, in `unacked`, or in the dead-letter list.
- * `unacked.ts` defines them on a connection (`defineScripts`).
+ * `unacked.ts` wraps them as `BROKER_SCRIPTS` (with the shared `RELEASE_IF_HELD` of
+ * `src/redis/scripts.ts`).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEAD_LETTER, FETCH, PURGE, RECORD, RELEASE, RESTORE } from "./scripts.ts";
- * for (const lua of [FETCH, RECORD, RESTORE, DEAD_LETTER, PURGE, RELEASE]) {
+ * import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE } from "./scripts.ts";
+ * for (const lua of [FETCH, RECORD, RESTORE, DEAD_LETTER, PURGE]) {
  *   assert.equal(typeof lua, "string");
  * }
  * assert.match(FETCH, /RPOP/);
@@ -251,8 +252,3 @@ local n = 0
 for i = 1, #KEYS do n = n + redis.call('LLEN', KEYS[i]) end
 redis.call('DEL', unpack(KEYS))
 return n`;
-
-/** RELEASE: deletes the mutex KEYS[1] only if it still holds token ARGV[1]. */
-export const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;

@@ -13,7 +13,8 @@ import { parseJsonFast } from "../../protocol/json.ts";
 import { markRedelivered } from "../../protocol/redis_envelope.ts";
 import { type RedisClient, RedisScript } from "../../redis/client.ts";
 import { bucketKey, DEAD_LETTERS, UNACKED, UNACKED_INDEX, UNACKED_MUTEX } from "./keys.ts";
-import { DEAD_LETTER, FETCH, PURGE, RECORD, RELEASE, RESTORE } from "./scripts.ts";
+import { RELEASE_IF_HELD } from "../../redis/scripts.ts";
+import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE } from "./scripts.ts";
 
 /**
  * The broker's Lua scripts (see `scripts.ts`), sent by `EVALSHA` (falling back to `EVAL`
@@ -36,7 +37,7 @@ export const BROKER_SCRIPTS = {
   /** Deletes a queue's buckets. */
   purge: new RedisScript(PURGE),
   /** Compare-and-delete of the restore mutex. */
-  release: new RedisScript(RELEASE),
+  release: RELEASE_IF_HELD,
 } as const;
 
 /** Finds the queues an (exchange, routing key) pair delivers to. */
