@@ -38,7 +38,8 @@
  *   when `tests/helpers/rabbitmq_server.ts` or `amqp://` support is missing, or the node
  *   does not start).
  * - `--worker-v8-flags=…`: V8 flags for the `worker/…` processes, e.g.
- *   `--worker-v8-flags=--optimize-for-size` (their memory depends on them).
+ *   `--worker-v8-flags=--optimize-for-size` (their memory depends on them). By default they
+ *   get those of `deno task worker` (deno.json); `--worker-v8-flags=none` runs them without.
  * - `--trace`: count and time broker/backend calls (fetch, ack, store, …) per case, and
  *   report the redis-server's CPU time and command stats over the measured part.
  * - `--cpu-prof`: write a V8 CPU profile of each case's measured part to DIR (default
@@ -80,7 +81,7 @@ import {
   targets,
 } from "./compare.ts";
 import { type RedisCli, redisCpuSeconds, RedisServerStats, TraceStats } from "./instrument.ts";
-import { celeriacWorkerCase } from "./process.ts";
+import { celeriacWorkerCase, workerTaskV8Flags } from "./process.ts";
 import { formatSummary, Profiler } from "./profile.ts";
 import { type CaseResult, formatTable } from "./stats.ts";
 
@@ -355,7 +356,9 @@ export function plan(args: BenchArgs): { cases: Plan[]; limits: Limits; warmup: 
               results,
               timeoutMs: e.limits.caseTimeoutMs,
               sendBatch: e.limits.sendBatch,
-              v8Flags: args.workerV8Flags,
+              v8Flags: args.workerV8Flags === "none"
+                ? undefined
+                : args.workerV8Flags ?? workerTaskV8Flags(),
               prefetch,
             });
           } finally {

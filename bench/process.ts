@@ -26,6 +26,26 @@ import { type CaseResult, withTimeout } from "./stats.ts";
 
 const REPO = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 
+/**
+ * The V8 flags of `deno task worker` (the `--v8-flags=…` of deno.json's `worker` task), so
+ * the worker-process cases run the worker the way users are told to; `undefined` if the task
+ * sets none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { workerTaskV8Flags } from "./process.ts";
+ * assert.equal(workerTaskV8Flags('{"tasks":{"worker":"deno run -A --v8-flags=--a,--b worker.ts"}}'), "--a,--b");
+ * assert.equal(workerTaskV8Flags('{"tasks":{"worker":"deno run -A worker.ts"}}'), undefined);
+ * ```
+ */
+export function workerTaskV8Flags(
+  denoJson: string = Deno.readTextFileSync(`${REPO}/deno.json`),
+): string | undefined {
+  const task = String(JSON.parse(denoJson).tasks?.worker ?? "");
+  return /(?:^|\s)--v8-flags=(\S+)/.exec(task)?.[1];
+}
+
 /** What {@linkcode ProcMemory} measured. */
 export interface ProcPeak {
   /** Peak resident memory, MiB (see the module doc). */

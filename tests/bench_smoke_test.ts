@@ -142,6 +142,10 @@ Deno.test("bench --quick --json: memory and Redis cases, worker process, cold st
   for (const c of report.cases.filter((c) => /\/p\d+$/.test(c.id))) {
     assert.match(c.note ?? "", /prefetch[- ]multiplier \d/, `${c.id}: note ${c.note}`);
   }
+  // The worker processes run as `deno task worker` does, with its V8 flags.
+  for (const c of report.cases.filter((c) => c.id.startsWith("worker/"))) {
+    assert.match(c.note ?? "", /--v8-flags=--max-semi-space-size=2/, `${c.id}: note ${c.note}`);
+  }
   for (const t of report.targets) {
     assert.equal(typeof t.pass, "boolean", `${t.target} ${t.case}: pass = ${t.pass}`);
     assert.ok(Number.isFinite(t.value), `${t.target} ${t.case}: value = ${t.value}`);

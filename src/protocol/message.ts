@@ -6,8 +6,8 @@
  * @module
  */
 
-import { brotliDecompressSync, inflateSync } from "node:zlib";
 import { DecodeError } from "../errors.ts";
+import { nodeBuiltin } from "../node_builtin.ts";
 import { parseJson, stringifyJson } from "./json.ts";
 
 /** Exchange and routing key a message was (or is to be) published with. */
@@ -62,11 +62,12 @@ export function encodeJsonBody(value: unknown): Uint8Array {
   return UTF8_ENCODER.encode(stringifyJson(value));
 }
 
+// node:zlib loads on the first compressed body only (see node_builtin.ts).
 const DECOMPRESSORS: Record<string, (data: Uint8Array) => Uint8Array> = {
   // kombu's "gzip" is a zlib (RFC 1950) stream.
-  "application/x-gzip": (data) => inflateSync(data),
-  "zlib": (data) => inflateSync(data),
-  "application/x-brotli": (data) => brotliDecompressSync(data),
+  "application/x-gzip": (data) => nodeBuiltin("node:zlib").inflateSync(data),
+  "zlib": (data) => nodeBuiltin("node:zlib").inflateSync(data),
+  "application/x-brotli": (data) => nodeBuiltin("node:zlib").brotliDecompressSync(data),
 };
 
 /**
