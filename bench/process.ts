@@ -42,8 +42,22 @@ const REPO = decodeURIComponent(new URL("../", import.meta.url).pathname).replac
 export function workerTaskV8Flags(
   denoJson: string = Deno.readTextFileSync(`${REPO}/deno.json`),
 ): string | undefined {
-  const task = String(JSON.parse(denoJson).tasks?.worker ?? "");
-  return /(?:^|\s)--v8-flags=(\S+)/.exec(task)?.[1];
+  return v8FlagsIn(String(JSON.parse(denoJson).tasks?.worker ?? ""));
+}
+
+/**
+ * The value of `--v8-flags=…` in a shell command line, or `undefined` if it has none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { v8FlagsIn } from "./process.ts";
+ * assert.equal(v8FlagsIn("deno compile --v8-flags=--a -o x main.ts"), "--a");
+ * assert.equal(v8FlagsIn("deno run --no-v8-flags=--a main.ts"), undefined);
+ * ```
+ */
+export function v8FlagsIn(command: string): string | undefined {
+  return /(?:^|\s)--v8-flags=(\S+)/.exec(command)?.[1];
 }
 
 /** What {@linkcode ProcMemory} measured. */

@@ -2,13 +2,14 @@
  * What a worker loads at start-up: the static module graph of `worker.ts` and `mod.ts`
  * (what `deno info` resolves, following static imports only) leaves out the modules that
  * only some workers need. Each costs resident memory in every worker process (measured in
- * docs/performance.md, "Lazy built-ins"), so they load on first use:
+ * docs/performance.md, "Lazy `node:zlib`"), so they load on first use:
  *
  * - `node:zlib` (compressed bodies, through `src/node_builtin.ts`),
  * - the AMQP client (`npm:amqplib`, `node:net`, `node:tls`: amqp:// URLs only).
  */
 
 import assert from "node:assert/strict";
+import { runChild } from "../helpers/process.ts";
 
 interface InfoDependency {
   specifier: string;
@@ -25,13 +26,14 @@ const REPO = new URL("../../", import.meta.url);
 
 /** Specifiers reachable from `entry` through static runtime imports (`import type` left out). */
 async function staticGraph(entry: string): Promise<Set<string>> {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const run = await runChild(Deno.execPath(), {
     args: ["info", "--json", new URL(entry, REPO).pathname],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    env: { NO_COLOR: "1" },
+    timeoutMs: 60_000,
+    label: "deno info",
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const info = JSON.parse(run.stdout) as {
     roots: string[];
     modules: InfoModule[];
   };

@@ -5,14 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { workerTaskV8Flags } from "../../bench/process.ts";
+import { v8FlagsIn, workerTaskV8Flags } from "../../bench/process.ts";
 import { runChild } from "../helpers/process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
-
-function v8FlagsIn(command: string): string | undefined {
-  return /(?:^|\s)--v8-flags=(\S+)/.exec(command)?.[1];
-}
 
 Deno.test("v8 flags: deno task worker, deno task compile, the README and the bench agree", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
