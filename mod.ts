@@ -76,7 +76,13 @@ export { Hooks, type TaskHook, type TaskHookMap } from "./src/worker/hooks.ts";
 export { type ThreadSpec, threadTask } from "./src/worker/thread_pool.ts";
 export { Logger, type LogLevel } from "./src/log.ts";
 export type { Broker, DeadLetter, Delivery, FetchOptions, Route } from "./src/brokers/broker.ts";
-export type { ChordJoin, ChordPart, ResultBackend, WaitOptions } from "./src/backends/backend.ts";
+export type {
+  ChordJoin,
+  ChordPart,
+  ResultBackend,
+  ResultWrite,
+  WaitOptions,
+} from "./src/backends/backend.ts";
 export { createBroker, MemoryBroker } from "./src/brokers/mod.ts";
 export { createBackend, MemoryBackend } from "./src/backends/mod.ts";
 export {

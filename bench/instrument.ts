@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ResultBackend, WaitOptions } from "../src/backends/backend.ts";
+import type { ResultBackend, ResultWrite, WaitOptions } from "../src/backends/backend.ts";
 import type { Broker, DeadLetter, Delivery, FetchOptions, Route } from "../src/brokers/broker.ts";
 import type { TransportMessage } from "../src/protocol/message.ts";
 import type { ResultMeta } from "../src/protocol/result.ts";
@@ -89,6 +89,10 @@ function timedDelivery(d: Delivery, stats: TraceStats): Delivery {
     raw: d.raw,
     redelivered: d.redelivered,
     ack: () => stats.time("ack", () => d.ack()),
+    ackWith: d.ackWith && ((write) => {
+      const both = d.ackWith!(write);
+      return both && stats.time("store+ack", () => both);
+    }),
     requeue: (position) => stats.time("requeue", () => d.requeue(position)),
     deadLetter: (reason) => stats.time("deadLetter", () => d.deadLetter(reason)),
   };
@@ -111,6 +115,10 @@ export class TimedBroker implements Broker {
   /** The inner URL. */
   get displayUrl(): string {
     return this.#inner.displayUrl;
+  }
+  /** The inner broker's. */
+  get acksBeforeFetch(): boolean | undefined {
+    return this.#inner.acksBeforeFetch;
   }
   /** Forwards. */
   connect(): Promise<void> {
@@ -175,6 +183,10 @@ export class TimedBackend implements ResultBackend {
   /** Forwards, timed. */
   store(meta: ResultMeta): Promise<void> {
     return this.#stats.time("store", () => this.#inner.store(meta));
+  }
+  /** Forwards (the write is timed where a delivery applies it: `store+ack`). */
+  get resultWrite(): ((meta: ResultMeta) => ResultWrite) | undefined {
+    return this.#inner.resultWrite?.bind(this.#inner);
   }
   /** Forwards. */
   get(taskId: string): Promise<ResultMeta | null> {

@@ -18,6 +18,26 @@ export interface StoreRequest {
   correlationId?: string | null;
 }
 
+/**
+ * A result store prepared as data, for a broker on the same server to apply in one atomic
+ * step with the message's ack (`Delivery.ackWith`): the ack can then never land without its
+ * result, and both take one round trip instead of two. Only Redis has one for now.
+ */
+export interface ResultWrite {
+  /** The store protocol: Celery's Redis layout (`celery-task-meta-<id>`, SETEX + PUBLISH). */
+  kind: "redis";
+  /** The server, as `redis[s]://[user@]host:port` (never a password): writes go only there. */
+  server: string;
+  /** Database of the result key. */
+  db: number;
+  /** The result key. */
+  key: string;
+  /** The encoded record. */
+  value: string;
+  /** Seconds it lives; 0 = forever. */
+  ttlSeconds: number;
+}
+
 /** Options of {@linkcode ResultBackend.waitFor}. */
 export interface WaitOptions {
   /** Give up after this long with `ResultTimeoutError`. @default no limit */
@@ -76,6 +96,14 @@ export interface ResultBackend {
    * The worker passes the task's `request` (see {@linkcode StoreRequest}).
    */
   store(meta: ResultMeta, request?: StoreRequest): Promise<void>;
+  /**
+   * The store of `meta` as a {@linkcode ResultWrite}, for a delivery whose broker shares this
+   * backend's server to apply together with its ack (same rules as `store`: a stored SUCCESS
+   * is never overwritten, waiters are woken). Optional.
+   *
+   * @throws {TypeError} When the record cannot be encoded (as `store` would).
+   */
+  resultWrite?(meta: ResultMeta): ResultWrite;
   /**
    * The queue a producer names in a task's `reply_to` so results come back to it; the app
    * calls it before each send. Only backends that carry results as messages (`rpc://`).

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ChordJoin, ChordPart, ResultBackend, WaitOptions } from "./backend.ts";
+import type { ChordJoin, ChordPart, ResultBackend, ResultWrite, WaitOptions } from "./backend.ts";
 import { RedisChords } from "./chord.ts";
 import { BrokerConnectionError, ResultTimeoutError } from "../errors.ts";
 import {
@@ -23,36 +23,21 @@ import {
   type RedisClient,
   type RedisTarget,
   secondsParam,
+  serverOf,
 } from "../brokers/redis/connection.ts";
 import { GroupCommit } from "../brokers/redis/group_commit.ts";
 import { resultKey } from "../brokers/redis/keys.ts";
 import { RedisScript } from "../redis/client.ts";
+import { STORE_RESULT_FUNCTION } from "../redis/scripts.ts";
 
 /**
  * STORE, one round trip for a batch: KEYS[i] result key, ARGV[1] ttl seconds ("0" = no
- * expiry), ARGV[i + 1] the record JSON for KEYS[i]. In order, for each: skips when the stored
- * record's status is SUCCESS (Celery's rule); else SETEX (or SET) and PUBLISH the same value
- * on the channel named like the key. Returns how many were stored.
+ * expiry), ARGV[i + 1] the record JSON for KEYS[i], each stored in order by `store_result`
+ * (a stored SUCCESS is kept; else SETEX and PUBLISH). Returns how many were stored.
  */
-const STORE = `
+const STORE = `${STORE_RESULT_FUNCTION}
 local stored = 0
-for i = 1, #KEYS do
-  local current = redis.call('GET', KEYS[i])
-  local final = false
-  if current then
-    local ok, meta = pcall(cjson.decode, current)
-    final = ok and type(meta) == 'table' and meta.status == 'SUCCESS'
-  end
-  if not final then
-    if ARGV[1] == '0' then
-      redis.call('SET', KEYS[i], ARGV[i + 1])
-    else
-      redis.call('SETEX', KEYS[i], ARGV[1], ARGV[i + 1])
-    end
-    redis.call('PUBLISH', KEYS[i], ARGV[i + 1])
-    stored = stored + 1
-  end
-end
+for i = 1, #KEYS do stored = stored + store_result(KEYS[i], ARGV[1], ARGV[i + 1]) end
 return stored`;
 
 /** Options of {@linkcode RedisBackend}. */
@@ -97,6 +82,7 @@ export class RedisBackend implements ResultBackend {
   /** Seconds a result lives (0 = forever). */
   readonly expires: number;
   #target: RedisTarget;
+  #server: string;
   #connecting?: Promise<void>;
   #client?: RedisClient;
   #subscriber?: Promise<RedisClient>;
@@ -111,6 +97,7 @@ export class RedisBackend implements ResultBackend {
     this.#target = parseRedisUrl(url);
     checkParams(this.#target, ["expires"]);
     this.displayUrl = this.#target.display;
+    this.#server = serverOf(this.#target);
     const expires = options.expires ?? secondsParam(this.#target, "expires") ?? 86400;
     if (!(expires >= 0)) {
       throw new RangeError(`Cannot create Redis backend: expires must be ≥ 0, got ${expires}`);
@@ -155,6 +142,23 @@ export class RedisBackend implements ResultBackend {
    */
   async store(meta: ResultMeta): Promise<void> {
     await this.#stores.add([resultKey(meta.task_id), encodeResultMeta(meta)]);
+  }
+
+  /**
+   * The store of `meta` as data, for a Redis broker on this server to apply with its ack in
+   * one script (`Delivery.ackWith`); the same record, key, expiry and rules as `store`.
+   *
+   * @throws {TypeError} When the record cannot be encoded as JSON.
+   */
+  resultWrite(meta: ResultMeta): ResultWrite {
+    return {
+      kind: "redis",
+      server: this.#server,
+      db: this.#target.db,
+      key: resultKey(meta.task_id),
+      value: encodeResultMeta(meta),
+      ttlSeconds: Math.ceil(this.expires),
+    };
   }
 
   /** The stored record, or `null` (PENDING). */

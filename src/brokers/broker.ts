@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { ResultWrite } from "../backends/backend.ts";
 import type { DecodeError } from "../errors.ts";
 import type { TransportMessage } from "../protocol/message.ts";
 
@@ -49,6 +50,15 @@ export interface Delivery {
   readonly redelivered: boolean;
   /** Removes the message for good: it was handled. */
   ack(): Promise<void>;
+  /**
+   * Applies a result store and then this ack in one atomic step on the broker's server, so
+   * the ack cannot land without its result; resolves once both are applied. When that step
+   * fails, the ack is not applied, the message goes back to the back of its queue (it runs
+   * again), and the promise rejects. Returns `null`, doing nothing, when this broker cannot
+   * apply `write` (another server, or a store kind it does not know): store, then `ack()`.
+   * Optional.
+   */
+  ackWith?(write: ResultWrite): Promise<void> | null;
   /**
    * Gives the message back to its queue: `"front"` (the default, as kombu's restore: it is
    * consumed next) or `"back"` (as kombu's reject with requeue).
@@ -107,6 +117,15 @@ export interface Broker {
   readonly kind: string;
   /** The URL with any password hidden, for banners and logs. */
   readonly displayUrl: string;
+  /**
+   * True when an ack *issued* before a {@linkcode Broker.fetch} call (`Delivery.ack()` or
+   * `Delivery.ackWith()` called, its promise not settled yet) is applied on the server before
+   * that fetch reserves anything. The worker then frees the message's place in its prefetch
+   * window when the ack is issued rather than when it is confirmed, so the next fetch goes
+   * out in the same round trip as the acks, and the broker still never holds more unacked
+   * messages for the worker than its window. Absent: the worker waits for the confirmation.
+   */
+  readonly acksBeforeFetch?: boolean;
   /** Opens connections; fails with `BrokerConnectionError` or `PermissionMissingError`. */
   connect(): Promise<void>;
   /**

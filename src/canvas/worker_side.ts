@@ -167,6 +167,17 @@ export class Workflow {
   }
 
   /**
+   * Whether {@linkcode Workflow.finished} has work for this message in this state: chord
+   * accounting of a chord header member, or, on FAILURE, remaining chain steps or errbacks.
+   * When it has none, the reporter may store the result and ack in one step.
+   */
+  hasWorkAfterStore(message: TaskMessage, state: string): boolean {
+    const { chord, chain, errbacks } = message.embed;
+    if (chord && message.group) return true;
+    return state === "FAILURE" && (Boolean(chain?.length) || Boolean(errbacks?.length));
+  }
+
+  /**
    * A task's final state is stored: chord accounting; on FAILURE, fails the remaining chain
    * steps and sends the errbacks.
    *

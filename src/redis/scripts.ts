@@ -19,3 +19,34 @@ import { RedisScript } from "./client.ts";
 export const RELEASE_IF_HELD = new RedisScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`);
+
+/**
+ * Lua function `store_result(key, ttl, value)` behind every result store on Redis (the
+ * backend's STORE, the broker's SETTLE): skips when the stored record's status is SUCCESS
+ * (Celery's rule: a success is never overwritten), else `SETEX` (or `SET` when ttl is "0")
+ * and `PUBLISH` of the same value on the channel named like the key, which is what Python's
+ * `AsyncResult.get()` waits on. Returns 1 when it stored, 0 when it skipped.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { STORE_RESULT_FUNCTION } from "./scripts.ts";
+ * assert.match(STORE_RESULT_FUNCTION, /local function store_result/);
+ * ```
+ */
+export const STORE_RESULT_FUNCTION = `
+local function store_result(key, ttl, value)
+  local current = redis.call('GET', key)
+  if current then
+    local ok, meta = pcall(cjson.decode, current)
+    if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return 0 end
+  end
+  if ttl == '0' then
+    redis.call('SET', key, value)
+  else
+    redis.call('SETEX', key, ttl, value)
+  end
+  redis.call('PUBLISH', key, value)
+  return 1
+end
+`;

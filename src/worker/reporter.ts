@@ -3,12 +3,15 @@
  *
  * Order matters for at-least-once delivery: the result is stored *before* the message is
  * acked, so an ack always means the outcome is persisted. When the backend is down the
- * message is requeued (it runs again later) instead of being acked without a result.
+ * message is requeued (it runs again later) instead of being acked without a result. When
+ * the broker can apply the store and the ack in one atomic step (`Delivery.ackWith`: Redis
+ * broker and backend on one server) and nothing else must happen in between, they go
+ * together, in one round trip.
  *
  * @module
  */
 
-import type { ResultBackend } from "../backends/backend.ts";
+import type { ResultBackend, ResultWrite } from "../backends/backend.ts";
 import type { Delivery } from "../brokers/broker.ts";
 import { childrenOf } from "../canvas/current.ts";
 import { isInvalidWorkflow, type Workflow } from "../canvas/worker_side.ts";
@@ -21,6 +24,24 @@ import {
 import { pyRepr, REPR_MAX_LENGTH } from "../protocol/repr.ts";
 import { buildResultMeta, revokedException } from "../protocol/result.ts";
 import type { TaskMessage } from "../protocol/task.ts";
+
+/** How a message is settled once its record is decided. */
+export interface SettleOptions {
+  /** Ack (or requeue) the message; `false` when it was acked early. */
+  ack: boolean;
+  /**
+   * Called once the message no longer needs its place in the worker's prefetch window: its
+   * ack is issued to a broker that applies it before any later fetch (`acksBeforeFetch`).
+   * The returned promise still waits for the ack's confirmation.
+   */
+  release?: () => void;
+}
+
+/** Options of {@linkcode Reporter}. */
+export interface ReporterOptions {
+  /** The broker's `acksBeforeFetch`: call `release` when an ack is issued. @default false */
+  acksBeforeFetch?: boolean;
+}
 
 /** Result record fields shared by every state of one message. */
 function links(message: TaskMessage | undefined) {
@@ -86,12 +107,21 @@ export class Reporter {
   #backend: ResultBackend | null;
   #log: Logger;
   #workflow?: Workflow;
+  #acksBeforeFetch: boolean;
+  /** False once a delivery refused the backend's writes: the broker is on another server. */
+  #carries = true;
 
   /** @param backend `null` when results are off. */
-  constructor(backend: ResultBackend | null, log: Logger, workflow?: Workflow) {
+  constructor(
+    backend: ResultBackend | null,
+    log: Logger,
+    workflow?: Workflow,
+    options: ReporterOptions = {},
+  ) {
     this.#backend = backend;
     this.#log = log;
     this.#workflow = workflow;
+    this.#acksBeforeFetch = options.acksBeforeFetch ?? false;
   }
 
   /** The after-store part of the workflow; false (logged) when it failed. */
@@ -124,11 +154,7 @@ export class Reporter {
     traceback: string | null = null,
   ): Promise<boolean> {
     if (!this.#backend) return true;
-    const children = message ? childrenOf(message) : [];
-    const meta = buildResultMeta(
-      { taskId, status, result, traceback, children, ...links(message) },
-      new Date(),
-    );
+    const meta = this.#meta(taskId, status, result, message, traceback);
     try {
       // The request routes the result on rpc:// (reply_to, correlation_id).
       await this.#backend.store(meta, {
@@ -149,6 +175,90 @@ export class Reporter {
       );
       return false;
     }
+  }
+
+  #meta(
+    taskId: string,
+    status: string,
+    result: unknown,
+    message: TaskMessage | undefined,
+    traceback: string | null,
+  ) {
+    const children = message ? childrenOf(message) : [];
+    return buildResultMeta(
+      { taskId, status, result, traceback, children, ...links(message) },
+      new Date(),
+    );
+  }
+
+  /**
+   * Stores the record (unless `store` is false), runs the workflow's after-store part (unless
+   * `finish` is false), then acks, or requeues when either failed. With nothing to do in
+   * between and a delivery that can carry the backend's write, store and ack go as one atomic
+   * step. Returns whether the record was stored.
+   */
+  async #storeThenSettle(
+    message: TaskMessage,
+    delivery: Delivery,
+    record: {
+      status: string;
+      result: unknown;
+      traceback?: string | null;
+      store: boolean;
+      finish?: boolean;
+    },
+    options: SettleOptions,
+  ): Promise<boolean> {
+    const { status, result, traceback = null, finish = true } = record;
+    const carried = record.store && options.ack &&
+        !(finish && this.#workflow?.hasWorkAfterStore(message, status))
+      ? this.#carry(message, delivery, status, result, traceback)
+      : null;
+    if (carried) {
+      if (this.#acksBeforeFetch) options.release?.();
+      try {
+        await carried;
+        return true;
+      } catch (err) {
+        this.#log.error(
+          `Cannot store result of task ${message.id} (${status}): ${
+            (err as Error)?.message ?? err
+          }; the message goes back to its queue`,
+        );
+        return false;
+      }
+    }
+    const stored = (!record.store ||
+      await this.#store(message.id, status, result, message, traceback)) &&
+      (!finish || await this.#finish(message, status, result, traceback));
+    await this.#settle(delivery, stored, options);
+    return stored;
+  }
+
+  /**
+   * The store and the ack as one step (`Delivery.ackWith`), or `null` when the backend has
+   * no write for this delivery's broker or the record does not encode (then `#store`
+   * reports it).
+   */
+  #carry(
+    message: TaskMessage,
+    delivery: Delivery,
+    status: string,
+    result: unknown,
+    traceback: string | null,
+  ): Promise<void> | null {
+    const backend = this.#backend;
+    if (!this.#carries || !backend?.resultWrite || !delivery.ackWith) return null;
+    let write: ResultWrite;
+    try {
+      write = backend.resultWrite(this.#meta(message.id, status, result, message, traceback));
+    } catch {
+      return null;
+    }
+    const carried = delivery.ackWith(write);
+    // One worker, one broker: a refusal holds for every later delivery too.
+    if (!carried) this.#carries = false;
+    return carried;
   }
 
   /** The backend could not serialize the return value: store kombu's EncodeError. */
@@ -179,7 +289,7 @@ export class Reporter {
     delivery: Delivery,
     value: unknown,
     runtimeMs: number,
-    options: { ignoreResult: boolean; ack: boolean },
+    options: SettleOptions & { ignoreResult: boolean },
   ): Promise<boolean> {
     if (this.#backend && !options.ignoreResult) {
       const why = unencodable(value);
@@ -199,13 +309,10 @@ export class Reporter {
             (err as Error)?.message ?? err
           }; the message goes back to its queue`,
         );
-        await this.#settle(delivery, false, options.ack);
+        await this.#settle(delivery, false, options);
         return false;
       }
     }
-    const stored = (options.ignoreResult ||
-      await this.#store(message.id, "SUCCESS", value, message)) &&
-      await this.#finish(message, "SUCCESS", value);
     if (this.#log.enabled("info")) {
       this.#log.info(
         `Task ${message.displayName}[${message.id}] succeeded in ${
@@ -213,8 +320,12 @@ export class Reporter {
         }s: ${safeRepr(value)}`,
       );
     }
-    await this.#settle(delivery, stored, options.ack);
-    return stored;
+    return await this.#storeThenSettle(
+      message,
+      delivery,
+      { status: "SUCCESS", result: value, store: !options.ignoreResult },
+      options,
+    );
   }
 
   /** A task threw: store FAILURE, then ack. Returns false when the backend failed. */
@@ -222,20 +333,21 @@ export class Reporter {
     message: TaskMessage,
     delivery: Delivery,
     error: unknown,
-    options: { ignoreResult: boolean; ack: boolean },
+    options: SettleOptions & { ignoreResult: boolean },
   ): Promise<boolean> {
     const traceback = formatTraceback(error);
     const exc = serializeException(error);
-    const stored = (options.ignoreResult ||
-      await this.#store(message.id, "FAILURE", exc, message, traceback)) &&
-      await this.#finish(message, "FAILURE", exc, traceback);
     this.#log.error(
       `Task ${message.displayName}[${message.id}] raised unexpected: ${reprError(error)}${
         traceback ? "\n" + traceback : ""
       }`,
     );
-    await this.#settle(delivery, stored, options.ack);
-    return stored;
+    return await this.#storeThenSettle(
+      message,
+      delivery,
+      { status: "FAILURE", result: exc, traceback, store: !options.ignoreResult },
+      options,
+    );
   }
 
   /** An expired task: store REVOKED ("expired"), then ack, as Celery does. */
@@ -255,9 +367,12 @@ export class Reporter {
   ): Promise<void> {
     this.#log.info(`Discarding revoked task: ${message.displayName}[${message.id}] (${reason})`);
     const exc = revokedException(reason);
-    const stored = await this.#store(message.id, "REVOKED", exc, message) &&
-      await this.#finish(message, "REVOKED", exc);
-    await this.#settle(delivery, stored, ack);
+    await this.#storeThenSettle(
+      message,
+      delivery,
+      { status: "REVOKED", result: exc, store: true },
+      { ack },
+    );
   }
 
   /**
@@ -269,22 +384,20 @@ export class Reporter {
     delivery: Delivery,
     error: unknown,
     countdown: number,
-    options: { ack: boolean },
+    options: SettleOptions,
   ): Promise<boolean> {
-    const stored = await this.#store(
-      message.id,
-      "RETRY",
-      serializeException(error),
-      message,
-      formatTraceback(error),
-    );
     this.#log.info(
       `Task ${message.displayName}[${message.id}] retry: Retry in ${countdown}s: ${
         reprError(error)
       }`,
     );
-    await this.#settle(delivery, stored, options.ack);
-    return stored;
+    return await this.#storeThenSettle(message, delivery, {
+      status: "RETRY",
+      result: serializeException(error),
+      traceback: formatTraceback(error),
+      store: true,
+      finish: false, // not a final state: no chord accounting, no errbacks
+    }, options);
   }
 
   /**
@@ -311,11 +424,14 @@ export class Reporter {
     }
   }
 
-  async #settle(delivery: Delivery, stored: boolean, ack: boolean): Promise<void> {
+  async #settle(delivery: Delivery, stored: boolean, options: SettleOptions): Promise<void> {
     try {
-      if (!ack) return;
-      if (stored) await delivery.ack();
-      else await delivery.requeue("back");
+      if (!options.ack) return;
+      if (stored) {
+        const acked = delivery.ack();
+        if (this.#acksBeforeFetch) options.release?.();
+        await acked;
+      } else await delivery.requeue("back");
     } catch (err) {
       this.#log.error(
         `Cannot settle message: ${

@@ -181,6 +181,11 @@ export class Worker {
   #held = new Map<string, Held>();
   /** Results being stored and messages being acked, of tasks that finished. */
   #settling = new Set<Promise<void>>();
+  /**
+   * Of those, how many still count in the prefetch window: all of them, except those whose
+   * ack is issued to a broker that applies it before any later fetch (`acksBeforeFetch`).
+   */
+  #settlingInWindow = 0;
   /** Prefetched requests waiting for a free slot, oldest first. */
   #ready: Request[] = [];
   #prefetchMultiplier: number;
@@ -419,7 +424,9 @@ export class Worker {
     const backend = await this.#app.backend();
     for (const q of this.queues) await broker.declareQueue(q, this.#app.router.queueOptions(q));
     this.#broker = broker;
-    this.#reporter = new Reporter(backend, this.#log, new Workflow(this.#app, backend, this.#log));
+    this.#reporter = new Reporter(backend, this.#log, new Workflow(this.#app, backend, this.#log), {
+      acksBeforeFetch: broker.acksBeforeFetch === true,
+    });
     this.#startedAt = Date.now();
     if (this.#options.handleSignals) this.#installSignals();
     this.#events = new WorkerEvents(this, broker, {
@@ -486,7 +493,7 @@ export class Worker {
       }
       // Room to reserve: free slots, plus the prefetch window beyond them.
       const room = this.prefetchCount - this.#pool.active - this.#ready.length -
-        this.#settling.size;
+        this.#settlingInWindow;
       if (room <= 0) {
         await Promise.race([this.#pool.changed(), this.#stopped()]);
         continue;
@@ -756,17 +763,31 @@ export class Worker {
     }
     if (running.abandoned) return; // cold shutdown requeued it
     // The slot frees now; storing the result and acking go on outside the pool (counted
-    // in the prefetch window, awaited by the shutdown), so a prefetched task starts at once.
-    this.#track(this.#settle(request, running, outcome, acksLate));
+    // in the prefetch window until released, awaited by the shutdown), so a prefetched task
+    // starts at once.
+    this.#track((release) => this.#settle(request, running, outcome, acksLate, release));
   }
 
-  /** Keeps a settle (result store, ack) in `#settling` until it is done. */
-  #track(settle: Promise<void>): void {
-    this.#settling.add(settle);
-    settle.catch((err) =>
+  /**
+   * Keeps a settle (result store, ack) in `#settling` until it is done, and in the prefetch
+   * window until it calls `release` (an ack issued to an `acksBeforeFetch` broker) or ends.
+   */
+  #track(settle: (release: () => void) => Promise<void>): void {
+    let inWindow = true;
+    const release = () => {
+      if (!inWindow) return;
+      inWindow = false;
+      this.#settlingInWindow--;
+      this.#pool.notifyChanged();
+    };
+    this.#settlingInWindow++;
+    const settling = settle(release);
+    this.#settling.add(settling);
+    settling.catch((err) =>
       this.#log.error(`Cannot settle a task: ${(err as Error)?.message ?? err}`)
     ).finally(() => {
-      this.#settling.delete(settle);
+      this.#settling.delete(settling);
+      release();
       this.#pool.notifyChanged();
     });
   }
@@ -777,6 +798,7 @@ export class Worker {
     running: Running,
     result: Outcome,
     acksLate: boolean,
+    release: () => void,
   ): Promise<void> {
     const { message, task, delivery } = request;
     const reporter = this.#reporter!;
@@ -786,6 +808,7 @@ export class Worker {
     const settle = {
       ignoreResult: message.ignoreResult || (task.options.ignoreResult ?? false),
       ack: acksLate,
+      release,
     };
     if (running.terminated) {
       this.#reportRevoked(request, "terminated", acksLate);
@@ -800,7 +823,7 @@ export class Worker {
         this.#options.random,
       );
       if (plan.kind === "retry") {
-        await this.#retry(request, plan.eta, plan.exc, plan.countdown, acksLate);
+        await this.#retry(request, plan.eta, plan.exc, plan.countdown, acksLate, release);
         return;
       }
       outcome = { ...outcome, error: plan.error };
@@ -862,6 +885,7 @@ export class Worker {
     exc: unknown,
     countdown: number,
     ack: boolean,
+    release: () => void,
   ): Promise<void> {
     const { message, delivery } = request;
     try {
@@ -892,7 +916,10 @@ export class Worker {
       return;
     }
     this.hooks.emit("retried", { message, error: exc });
-    const stored = await this.#reporter!.retried(message, delivery, exc, countdown, { ack });
+    const stored = await this.#reporter!.retried(message, delivery, exc, countdown, {
+      ack,
+      release,
+    });
     this.#noteStore(stored);
   }
 

@@ -8,73 +8,21 @@
 
 import assert from "node:assert/strict";
 import { chord, createApp, type GroupResult, TaskFailedError, Worker } from "../../mod.ts";
-import { closeRedis, connectRedis, parseRedisUrl } from "../../src/brokers/redis/connection.ts";
 import { Logger } from "../../src/log.ts";
+import { monitor, parseMonitorLine } from "../helpers/redis_monitor.ts";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/celery-5.2/", import.meta.url);
 const fixture = (name: string) => JSON.parse(Deno.readTextFileSync(new URL(name, FIXTURES)));
 
-/** A `MONITOR` connection: every command the server runs, with its db. */
-interface Monitor {
-  commands: { db: number; args: string[] }[];
-  close(): Promise<void>;
-}
-
-/**
- * Reads a `MONITOR` line, `<time> [<db> <client>] "arg" "arg" …`, the arguments quoted as
- * Redis quotes them (`\"`, `\\`, `\n`, `\xHH` bytes, …).
- */
-function parseMonitorLine(line: string): { db: number; args: string[] } | null {
-  const head = /^[\d.]+ \[(\d+) [^\]]*\] /.exec(line);
-  if (!head) return null;
-  const args: string[] = [];
-  const escapes: Record<string, number> = { n: 10, r: 13, t: 9, a: 7, b: 8 };
-  let i = head[0].length;
-  while (i < line.length) {
-    if (line[i] !== '"') {
-      i++;
-      continue;
-    }
-    const bytes: number[] = [];
-    for (i++; i < line.length && line[i] !== '"'; i++) {
-      if (line[i] !== "\\") {
-        bytes.push(...new TextEncoder().encode(line[i]!));
-      } else if (line[i + 1] === "x") {
-        bytes.push(parseInt(line.slice(i + 2, i + 4), 16));
-        i += 3;
-      } else {
-        const c = line[++i]!;
-        bytes.push(escapes[c] ?? c.charCodeAt(0));
-      }
-    }
-    i++;
-    args.push(new TextDecoder().decode(new Uint8Array(bytes)));
-  }
-  return { db: Number(head[1]), args };
-}
-
 Deno.test("redis chord test helper: MONITOR lines are read back to their arguments", () => {
   assert.deepEqual(
     parseMonitorLine('1700000000.1 [1 127.0.0.1:5] "SET" "k" "{\\"a\\": \\"\\xc3\\xa9\\\\\\n\\"}"'),
-    { db: 1, args: ["SET", "k", '{"a": "é\\\n"}'] },
+    { db: 1, lua: false, args: ["SET", "k", '{"a": "é\\\n"}'] },
   );
   assert.equal(parseMonitorLine("OK"), null);
 });
-
-async function monitor(redis: TestRedis): Promise<Monitor> {
-  const client = await connectRedis(parseRedisUrl(redis.url(0)), "test monitor");
-  const commands: Monitor["commands"] = [];
-  await client.monitor((line) => {
-    const command = parseMonitorLine(line);
-    if (command) commands.push(command);
-  });
-  return {
-    commands,
-    close: () => closeRedis(client),
-  };
-}
 
 async function withRedis(fn: (redis: TestRedis) => Promise<void>): Promise<void> {
   const redis = await startRedis();

@@ -7,10 +7,12 @@
 import assert from "node:assert/strict";
 import { parseWorkerArgs } from "../../worker.ts";
 import { MemoryBackend } from "../../src/backends/memory.ts";
+import type { Delivery, FetchOptions } from "../../src/brokers/broker.ts";
+import { MemoryBroker } from "../../src/brokers/memory.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type { ResultMeta } from "../../src/protocol/result.ts";
-import { type Harness, harness } from "../helpers/harness.ts";
-import { type Gate, gate, waitFor } from "../helpers/wait.ts";
+import { type Harness, harness, uniqueName } from "../helpers/harness.ts";
+import { type Gate, gate, nextMacrotask, waitFor } from "../helpers/wait.ts";
 
 /** A task that records its start order and waits for its gate; tracks the running peak. */
 function gatedTask(h: Harness) {
@@ -227,6 +229,93 @@ Deno.test("prefetch: prefetchMultiplier below 1 is a RangeError", async () => {
   const h = await harness("w-prefetch-bad");
   try {
     assert.throws(() => h.worker({ prefetchMultiplier: 0 }), RangeError);
+  } finally {
+    await h.close();
+  }
+});
+
+/**
+ * A memory broker whose acks are held until `openAcks()`, and which claims `acksBeforeFetch`
+ * or not: it shows when the worker lets a finished task's message out of its window.
+ */
+class HeldAckBroker extends MemoryBroker {
+  readonly acksBeforeFetch: boolean;
+  /** Acks issued so far (each held until `openAcks`). */
+  issued = 0;
+  #open = gate();
+  constructor(acksBeforeFetch: boolean) {
+    super(uniqueName("held-acks"));
+    this.acksBeforeFetch = acksBeforeFetch;
+  }
+  openAcks(): void {
+    this.#open.resolve();
+  }
+  override async fetch(queues: readonly string[], options: FetchOptions): Promise<Delivery[]> {
+    const got = await super.fetch(queues, options);
+    return got.map((d) => ({
+      ...d,
+      ack: async () => {
+        this.issued++;
+        await this.#open.promise;
+        await d.ack();
+      },
+    }));
+  }
+}
+
+async function heldAckHarness(acksBeforeFetch: boolean) {
+  const broker = new HeldAckBroker(acksBeforeFetch);
+  const h = await harness("w-held-acks", { broker, backend: new MemoryBackend() });
+  const noop = h.app.task("tasks.noop", () => null);
+  const results = [];
+  for (let i = 0; i < 6; i++) results.push(await noop.delay());
+  return { broker, h, results, worker: h.worker({ concurrency: 2 }) };
+}
+
+Deno.test("prefetch: with acksBeforeFetch, a task's message leaves the window once its ack is issued", async () => {
+  const { broker, h, results, worker } = await heldAckHarness(true);
+  try {
+    await worker.start();
+    await waitFor(() => worker.counters.processed === 6, {
+      message: "all 6 ran at concurrency 2 while every ack is held",
+    });
+    assert.equal(broker.issued, 6);
+    assert.equal(broker.unackedCount, 6, "no ack confirmed yet");
+    assert.equal(worker.settlingCount, 6, "still settling: the shutdown waits for them");
+
+    let stopped = false;
+    const stopping = worker.stop().then(() => stopped = true);
+    await nextMacrotask(30);
+    assert.equal(stopped, false, "the warm shutdown waits for the held acks");
+    broker.openAcks();
+    await stopping;
+    assert.equal(broker.unackedCount, 0);
+    assert.equal(worker.settlingCount, 0);
+    assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeout: 1 }))), [
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+    ]);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: without acksBeforeFetch, the window stays taken until acks are confirmed", async () => {
+  const { broker, h, worker } = await heldAckHarness(false);
+  try {
+    await worker.start();
+    await waitFor(() => broker.issued === 2, { message: "the first 2 acks issued" });
+    await nextMacrotask(150); // three fetch timeouts of the harness's worker
+    assert.equal(worker.counters.processed, 2, "nothing more was fetched");
+    assert.equal(await broker.queueSize("celery"), 4);
+    broker.openAcks();
+    await waitFor(() => worker.counters.processed === 6 && broker.unackedCount === 0, {
+      message: "the rest ran once the acks were confirmed",
+    });
   } finally {
     await h.close();
   }

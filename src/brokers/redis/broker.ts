@@ -6,8 +6,11 @@
  * 2. fetch: one Lua script pops up to `max` messages and records each in `unacked` and
  *    `unacked_index` (undecodable ones go to `celeriac.dead`); when none wait, `BRPOP` on a
  *    dedicated connection in slices of at most 1 s, then the same recording;
- * 3. settle: ack (`ZREM`+`HDEL`), requeue (kombu's restore to the front, or the back of the
- *    line), dead-letter — each applied only while the message is still unacked;
+ * 3. settle: ack (`ZREM`+`HDEL` in the SETTLE script, batched, after any result stores it
+ *    carries for a backend on this server: `Delivery.ackWith`), requeue (kombu's restore to
+ *    the front, or the back of the line), dead-letter — each applied only while the message
+ *    is still unacked. Acks issued before a fetch are written ahead of its FETCH on the same
+ *    connection (`acksBeforeFetch`);
  * 4. the visibility restore of any process's old unacked messages (`unacked_mutex`), at
  *    connect and periodically, while this process keeps its own held messages fresh.
  *
@@ -38,8 +41,9 @@ import {
   type RedisClient,
   type RedisTarget,
   secondsParam,
+  serverOf,
 } from "./connection.ts";
-import { createDelivery } from "./delivery.ts";
+import { createDelivery, type DeliveryContext, type Settle } from "./delivery.ts";
 import { RedisFanout } from "./fanout.ts";
 import { GroupCommit } from "./group_commit.ts";
 import {
@@ -86,20 +90,40 @@ export interface RedisBrokerOptions {
 export class RedisBroker implements Broker {
   /** Always `redis`. */
   readonly kind = "redis";
+  /**
+   * True: acks (and the results carried with them) issued before a fetch are written before
+   * its FETCH script on the same connection, so Redis applies them first.
+   */
+  readonly acksBeforeFetch = true;
   /** The URL, password hidden. */
   readonly displayUrl: string;
   /** Seconds before an unacked message (of any process) is restored. */
   readonly visibilityTimeout: number;
   #target: RedisTarget;
+  #server: string;
   #restoreIntervalMs: number;
   #connecting?: Promise<void>;
   #client?: RedisClient;
   #popper?: Popper;
   #fanout: RedisFanout;
   #outstanding = new Map<string, Delivery>();
-  #acks = new GroupCommit<string>((tags) => {
-    const c = this.#c();
-    return Promise.all([c.call("ZREM", UNACKED_INDEX, ...tags), c.call("HDEL", UNACKED, ...tags)]);
+  /** Acks, and result stores carried with them, batched into SETTLE scripts. */
+  #settles = new GroupCommit<Settle>((units) => {
+    const tags: string[] = [];
+    const keys: string[] = [];
+    const writes: (string | number)[] = [];
+    for (const { tag, write } of units) {
+      if (tag !== null) tags.push(tag);
+      if (write) {
+        keys.push(write.key);
+        writes.push(write.db, write.ttlSeconds, write.value);
+      }
+    }
+    return this.#c().evalScript(
+      BROKER_SCRIPTS.settle,
+      [UNACKED, UNACKED_INDEX, ...keys],
+      [this.#target.db, tags.length, ...tags, ...writes],
+    );
   });
   #rotation = 0;
   #timer?: ReturnType<typeof setInterval>;
@@ -113,6 +137,7 @@ export class RedisBroker implements Broker {
     this.#target = parseRedisUrl(url);
     checkParams(this.#target, ["visibility_timeout"]);
     this.displayUrl = this.#target.display;
+    this.#server = serverOf(this.#target);
     const vt = options.visibilityTimeout ?? secondsParam(this.#target, "visibility_timeout") ??
       3600;
     if (!(vt > 0)) {
@@ -244,6 +269,9 @@ export class RedisBroker implements Broker {
     const popper = this.#popper!;
     const keys = this.#order(queues);
     const max = Math.max(1, Math.trunc(options.max) || 1);
+    // Acks issued before this fetch, still queued behind a batch in flight, go out first: the
+    // worker counted their messages out of its window already.
+    this.#settles.flushQueued();
     let popped = await popper.pop(keys, max, options.signal);
     const deadline = performance.now() + options.timeoutMs;
     while (popped?.length === 0 && !options.signal?.aborted && !this.#closed) {
@@ -253,11 +281,12 @@ export class RedisBroker implements Broker {
     }
     if (!popped?.length) return [];
     this.#rotation++;
-    const ctx = {
+    const ctx: DeliveryContext = {
       client: () => this.#c(),
       lookup: this.#lookup,
       outstanding: this.#outstanding,
-      ack: (tag: string) => this.#acks.add(tag),
+      server: this.#server,
+      settle: (unit) => this.#settles.add(unit),
     };
     return popped.map((p) => createDelivery(p, ctx));
   }

@@ -96,6 +96,25 @@ export function parseRedisUrl(url: string): RedisTarget {
 }
 
 /**
+ * Names the server a target connects to, as `redis[s]://[user@]host:port` (no password, no
+ * db): the broker carries a result write (`Delivery.ackWith`) only to the server it is on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRedisUrl, serverOf } from "./connection.ts";
+ * assert.equal(serverOf(parseRedisUrl("redis://:pw@127.0.0.1:6380/2")), "redis://127.0.0.1:6380");
+ * assert.equal(serverOf(parseRedisUrl("redis://127.0.0.1:6380/0")), serverOf(parseRedisUrl("redis://127.0.0.1:6380/1")));
+ * assert.notEqual(serverOf(parseRedisUrl("redis://ann:pw@h/0")), serverOf(parseRedisUrl("redis://bob:pw@h/0")));
+ * ```
+ */
+export function serverOf(target: RedisTarget): string {
+  const user = target.username ? `${encodeURIComponent(target.username)}@` : "";
+  const host = target.host.includes(":") ? `[${target.host}]` : target.host;
+  return `${target.tls ? "rediss" : "redis"}://${user}${host}:${target.port}`;
+}
+
+/**
  * Reads a positive number of seconds from a URL query parameter, or `undefined` when absent.
  *
  * @throws {ConfigError} When it is present but not a positive number.

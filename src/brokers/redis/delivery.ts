@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ResultWrite } from "../../backends/backend.ts";
 import type { Delivery } from "../broker.ts";
 import { DecodeError } from "../../errors.ts";
 import type { TransportMessage } from "../../protocol/message.ts";
@@ -28,8 +29,21 @@ export interface DeliveryContext {
   lookup: Lookup;
   /** The broker's unsettled deliveries by tag: added here, removed on settle. */
   outstanding: Map<string, Delivery>;
-  /** Removes a tag from `unacked` and `unacked_index` (batched with other acks). */
-  ack(tag: string): Promise<void>;
+  /** The broker's server (`serverOf`): the only one it carries result writes to. */
+  server: string;
+  /** Queues one settle for the next SETTLE script (batched with other settles). */
+  settle(unit: Settle): Promise<void>;
+}
+
+/**
+ * One unit of a SETTLE script: a result store, then an ack; either may be absent. Both parts
+ * of a unit always go in the same script, the store first.
+ */
+export interface Settle {
+  /** Delivery tag to remove from `unacked` and `unacked_index`, or `null`. */
+  tag: string | null;
+  /** Result to store before the ack. */
+  write?: ResultWrite;
 }
 
 const noop = () => Promise.resolve();
@@ -67,7 +81,8 @@ function deadOnArrival(raw: string, queue: string): Delivery {
  *   client: () => { throw new Error("unused"); },
  *   lookup: () => Promise.resolve([]),
  *   outstanding: new Map(),
- *   ack: () => Promise.resolve(),
+ *   server: "redis://127.0.0.1:6379",
+ *   settle: () => Promise.resolve(),
  * });
  * assert.equal(d.message, null);
  * assert.equal(d.queue, "celery");
@@ -85,6 +100,16 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
     decodeError = err instanceof DecodeError ? err : new DecodeError(String(err), raw);
   }
   const settle = () => ctx.outstanding.delete(tag);
+  const restore = async (position: "front" | "back") => {
+    const c = ctx.client();
+    let entry = entryOfEnvelope(raw);
+    if (!entry) {
+      const stored = await c.call("HGET", UNACKED, tag) as string | null;
+      if (stored === null) return; // restored or settled elsewhere meanwhile
+      entry = parseUnackedEntry(stored);
+    }
+    await restoreEntry(c, ctx.lookup, tag, entry, position);
+  };
   const delivery: Delivery = {
     message,
     decodeError,
@@ -93,18 +118,20 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
     redelivered: message?.deliveryInfo?.redelivered === true ||
       message?.headers.redelivered === true,
     ack: async () => {
-      if (settle()) await ctx.ack(tag);
+      if (settle()) await ctx.settle({ tag });
+    },
+    ackWith: (write) => {
+      if (write.kind !== "redis" || write.server !== ctx.server) return null;
+      // Settled already (not in normal use): the result is still stored.
+      if (!settle()) return ctx.settle({ tag: null, write });
+      return ctx.settle({ tag, write }).catch(async (err) => {
+        // The script did not run to its acks: the message goes back, as after a failed store.
+        await restore("back").catch(() => {});
+        throw err;
+      });
     },
     requeue: async (position = "front") => {
-      if (!settle()) return;
-      const c = ctx.client();
-      let entry = entryOfEnvelope(raw);
-      if (!entry) {
-        const stored = await c.call("HGET", UNACKED, tag) as string | null;
-        if (stored === null) return; // restored or settled elsewhere meanwhile
-        entry = parseUnackedEntry(stored);
-      }
-      await restoreEntry(c, ctx.lookup, tag, entry, position);
+      if (settle()) await restore(position);
     },
     deadLetter: async (reason: string) => {
       if (!settle()) return;

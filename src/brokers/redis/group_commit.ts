@@ -2,7 +2,9 @@
  * Group commit: many small writes (acks, result stores) issued close together go to Redis as
  * one command. No added latency: the first write of a quiet period is sent at once (end of
  * the current microtask burst); writes arriving while a batch is in flight wait for it and
- * then go together, so batches grow with the load.
+ * then go together, so batches grow with the load. A caller whose next command must come after
+ * the queued writes (the broker's fetch, after the acks issued before it) sends them at once
+ * with {@linkcode GroupCommit.flushQueued}.
  *
  * @module
  */
@@ -52,16 +54,39 @@ export class GroupCommit<T> {
     });
   }
 
+  /**
+   * Sends every queued item now, without waiting for the batch in flight: when this returns,
+   * the flush function has been called for all of them (on a pipelined connection their
+   * commands are written before any command the caller sends next).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { GroupCommit } from "./group_commit.ts";
+   * const sent: string[] = [];
+   * const group = new GroupCommit<string>(async (items) => { sent.push(...items); });
+   * const written = group.add("ack");
+   * group.flushQueued();
+   * sent.push("fetch");
+   * await written;
+   * assert.deepEqual(sent, ["ack", "fetch"]);
+   * ```
+   */
+  flushQueued(): void {
+    while (this.#queue.length) void this.#write(this.#queue.splice(0, this.#maxBatch));
+  }
+
   async #drain(): Promise<void> {
-    while (this.#queue.length) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      try {
-        await this.#flush(batch.map((p) => p.item));
-        for (const p of batch) p.resolve();
-      } catch (err) {
-        for (const p of batch) p.reject(err);
-      }
-    }
+    while (this.#queue.length) await this.#write(this.#queue.splice(0, this.#maxBatch));
     this.#running = false;
+  }
+
+  async #write(batch: Pending<T>[]): Promise<void> {
+    try {
+      await this.#flush(batch.map((p) => p.item));
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
   }
 }

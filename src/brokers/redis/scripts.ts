@@ -7,8 +7,8 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE } from "./scripts.ts";
- * for (const lua of [FETCH, RECORD, RESTORE, DEAD_LETTER, PURGE]) {
+ * import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE, SETTLE } from "./scripts.ts";
+ * for (const lua of [FETCH, RECORD, RESTORE, DEAD_LETTER, PURGE, SETTLE]) {
  *   assert.equal(typeof lua, "string");
  * }
  * assert.match(FETCH, /RPOP/);
@@ -16,6 +16,8 @@
  *
  * @module
  */
+
+import { STORE_RESULT_FUNCTION } from "../../redis/scripts.ts";
 
 /**
  * Lua body shared by FETCH and RECORD: records one popped envelope as unacked, kombu's way
@@ -251,4 +253,36 @@ export const PURGE = `
 local n = 0
 for i = 1, #KEYS do n = n + redis.call('LLEN', KEYS[i]) end
 redis.call('DEL', unpack(KEYS))
+return n`;
+
+/**
+ * SETTLE: stores results, then acks messages, in one atomic step (the acks come after every
+ * store of the script, so a message is never acked without its result; a store that fails
+ * aborts the script before any ack). Each result goes through `store_result` (a stored
+ * SUCCESS is kept) in its own db, `SELECT`ed for the script only (Redis ≥ 2.8.12), so a
+ * backend on another db of the same server works. Acks are kombu's: `ZREM unacked_index`
+ * and `HDEL unacked` of the tags.
+ *
+ * KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3..] result keys.
+ * ARGV[1] the broker's db, ARGV[2] number of tags n, ARGV[3..n+2] tags, then for each result
+ * key its db, ttl seconds ("0" = no expiry) and record JSON. Returns the number of tags.
+ */
+export const SETTLE = `${STORE_RESULT_FUNCTION}
+local n = tonumber(ARGV[2])
+local db = ARGV[1]
+local selected = db
+local a = n + 3
+for i = 3, #KEYS do
+  if ARGV[a] ~= selected then
+    selected = ARGV[a]
+    redis.call('SELECT', selected)
+  end
+  store_result(KEYS[i], ARGV[a + 1], ARGV[a + 2])
+  a = a + 3
+end
+if selected ~= db then redis.call('SELECT', db) end
+if n > 0 then
+  redis.call('ZREM', KEYS[2], unpack(ARGV, 3, n + 2))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 3, n + 2))
+end
 return n`;

@@ -14,7 +14,7 @@ import { markRedelivered } from "../../protocol/redis_envelope.ts";
 import { type RedisClient, RedisScript } from "../../redis/client.ts";
 import { bucketKey, DEAD_LETTERS, UNACKED, UNACKED_INDEX, UNACKED_MUTEX } from "./keys.ts";
 import { RELEASE_IF_HELD } from "../../redis/scripts.ts";
-import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE } from "./scripts.ts";
+import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE, SETTLE } from "./scripts.ts";
 
 /**
  * The broker's Lua scripts (see `scripts.ts`), sent by `EVALSHA` (falling back to `EVAL`
@@ -36,6 +36,8 @@ export const BROKER_SCRIPTS = {
   deadLetter: new RedisScript(DEAD_LETTER),
   /** Deletes a queue's buckets. */
   purge: new RedisScript(PURGE),
+  /** Stores results, then acks. */
+  settle: new RedisScript(SETTLE),
   /** Compare-and-delete of the restore mutex. */
   release: RELEASE_IF_HELD,
 } as const;
