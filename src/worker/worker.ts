@@ -286,6 +286,17 @@ export class Worker {
     return this.#pool.size * this.#prefetchMultiplier;
   }
 
+  /**
+   * Most messages one fetch asks for. On a broker with `acksBeforeFetch` (Redis) it is half
+   * the window, rounded up: the window then fills in two waves, and while the broker settles
+   * one wave and fetches its successors, the worker runs the other (docs/architecture.md,
+   * "Two waves"). Elsewhere the whole window (RabbitMQ already pushes ahead of the worker).
+   */
+  get #wave(): number {
+    const window = this.prefetchCount;
+    return this.#broker?.acksBeforeFetch ? Math.ceil(window / 2) : window;
+  }
+
   /** Requests running now (for inspect), with their start time (unix seconds). */
   get active(): (RequestSnapshot & { timeStart: number; acknowledged: boolean })[] {
     return [...this.#running].map(([id, r]) => ({
@@ -511,7 +522,7 @@ export class Worker {
       let deliveries: Delivery[];
       try {
         deliveries = await broker.fetch(this.queues, {
-          max: Math.min(room, this.#maxHeld - this.#held.size),
+          max: Math.min(room, this.#maxHeld - this.#held.size, this.#wave),
           timeoutMs: fetchTimeoutMs,
           signal: this.#stopFetch.signal,
         });

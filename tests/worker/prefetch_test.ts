@@ -242,6 +242,8 @@ class HeldAckBroker extends MemoryBroker {
   readonly acksBeforeFetch: boolean;
   /** Acks issued so far (each held until `openAcks`). */
   issued = 0;
+  /** `max` of each fetch, in order. */
+  asked: number[] = [];
   #open = gate();
   constructor(acksBeforeFetch: boolean) {
     super(uniqueName("held-acks"));
@@ -251,6 +253,7 @@ class HeldAckBroker extends MemoryBroker {
     this.#open.resolve();
   }
   override async fetch(queues: readonly string[], options: FetchOptions): Promise<Delivery[]> {
+    this.asked.push(options.max);
     const got = await super.fetch(queues, options);
     return got.map((d) => ({
       ...d,
@@ -320,3 +323,35 @@ Deno.test("prefetch: without acksBeforeFetch, the window stays taken until acks 
     await h.close();
   }
 });
+
+for (const acksBeforeFetch of [true, false]) {
+  Deno.test(
+    `prefetch: a fetch asks for ${
+      acksBeforeFetch ? "half the window (two waves) with" : "the whole free window without"
+    } acksBeforeFetch`,
+    async () => {
+      const broker = new HeldAckBroker(acksBeforeFetch);
+      broker.openAcks();
+      const h = await harness("w-waves", { broker, backend: new MemoryBackend() });
+      try {
+        const t = gatedTask(h);
+        for (let i = 0; i < 8; i++) await t.task.delay(i);
+        const worker = h.worker({ concurrency: 4, prefetchMultiplier: 2 });
+        await worker.start();
+        await waitFor(() => t.running === 4 && worker.held.length === 4, {
+          message: "4 running, 4 prefetched",
+        });
+        // Window 8: two fetches of 4, or one of 8.
+        assert.deepEqual(
+          broker.asked.slice(0, acksBeforeFetch ? 2 : 1),
+          acksBeforeFetch ? [4, 4] : [8],
+        );
+        assert.equal(broker.unackedCount, 8, "the window is full either way");
+        await t.release([0, 1, 2, 3, 4, 5, 6, 7]);
+        await waitFor(() => worker.counters.processed === 8 && broker.unackedCount === 0);
+      } finally {
+        await h.close();
+      }
+    },
+  );
+}
