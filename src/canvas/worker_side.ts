@@ -84,6 +84,18 @@ function resultIds(sig: AnySignature): string[] {
   return sig.id ? [sig.id] : [];
 }
 
+/** The chord a message is a header member of (its group and the chord body), or `null`. */
+function chordMembership(message: TaskMessage): { groupId: string; body: SignatureDict } | null {
+  const body = message.embed.chord;
+  return body && message.group ? { groupId: message.group, body } : null;
+}
+
+/** Whether a message in this state has chain steps to fail or errbacks to send. */
+function failsLinks(message: TaskMessage, state: string): boolean {
+  const { chain, errbacks } = message.embed;
+  return state === "FAILURE" && (Boolean(chain?.length) || Boolean(errbacks?.length));
+}
+
 /**
  * Applies the workflow links of finished tasks. The worker's reporter calls
  * {@linkcode Workflow.succeeded} before storing SUCCESS and {@linkcode Workflow.finished}
@@ -172,9 +184,7 @@ export class Workflow {
    * When it has none, the reporter may store the result and ack in one step.
    */
   hasWorkAfterStore(message: TaskMessage, state: string): boolean {
-    const { chord, chain, errbacks } = message.embed;
-    if (chord && message.group) return true;
-    return state === "FAILURE" && (Boolean(chain?.length) || Boolean(errbacks?.length));
+    return chordMembership(message) !== null || failsLinks(message, state);
   }
 
   /**
@@ -191,17 +201,18 @@ export class Workflow {
     result: unknown,
     traceback: string | null = null,
   ): Promise<void> {
-    const { chord, chain, errbacks } = message.embed;
-    if (chord && message.group) {
+    const member = chordMembership(message);
+    if (member) {
       await this.#chordPart(message, {
-        groupId: message.group,
+        groupId: member.groupId,
         taskId: message.id,
         groupIndex: message.groupIndex,
         state,
         result,
-      }, chord);
+      }, member.body);
     }
-    if (state !== "FAILURE") return;
+    if (!failsLinks(message, state)) return;
+    const { chain, errbacks } = message.embed;
     for (const step of chain ?? []) await this.#failStep(message, step, result, traceback);
     if (errbacks?.length) {
       let sigs: AnySignature[];

@@ -798,8 +798,7 @@ export class Worker {
       this.#log.error(`Cannot settle a task: ${(err as Error)?.message ?? err}`)
     ).finally(() => {
       this.#settling.delete(settling);
-      release();
-      this.#pool.notifyChanged();
+      release(); // wakes the consumer if the message was still in the window
     });
   }
 

@@ -46,6 +46,14 @@ async function publish(broker: RedisBroker, ...ids: string[]): Promise<void> {
   }
 }
 
+/** Publishes one task and fetches it: its delivery, recorded as unacked. */
+async function publishAndFetch(broker: RedisBroker, id: string) {
+  await publish(broker, id);
+  const [d] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
+  assert.ok(d, `task ${id} fetched`);
+  return d;
+}
+
 function meta(taskId: string, status: string, result: unknown) {
   return buildResultMeta(
     { taskId, status, result, traceback: null, children: [], groupId: null, parentId: null },
@@ -65,11 +73,10 @@ function scriptAround(commands: MonitoredCommand[], i: number): MonitoredCommand
 Deno.test("redis settle: ackWith stores in the backend's db, then acks, in one script", async () => {
   const { broker, backend, mon, cleanup } = await fresh();
   try {
-    await publish(broker, "t1");
-    const [d] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
+    const d = await publishAndFetch(broker, "t1");
     const [tag] = (await r.cli("HKEYS", "unacked")).trim().split("\n");
     const waiting = backend.waitFor("t1", { timeoutMs: 5000 });
-    await d!.ackWith!(backend.resultWrite(meta("t1", "SUCCESS", 42)));
+    await d.ackWith!(backend.resultWrite(meta("t1", "SUCCESS", 42)));
 
     assert.equal((await waiting).result, 42, "waiters are woken (PUBLISH)");
     assert.equal(broker.unackedCount, 0);
@@ -103,10 +110,9 @@ Deno.test("redis settle: ackWith stores in the backend's db, then acks, in one s
 Deno.test("redis settle: a stored SUCCESS is kept; the ack still lands", async () => {
   const { broker, backend, cleanup } = await fresh();
   try {
-    await publish(broker, "t1");
-    const [d] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
+    const d = await publishAndFetch(broker, "t1");
     await backend.store(meta("t1", "SUCCESS", "first"));
-    await d!.ackWith!(backend.resultWrite(meta("t1", "FAILURE", { exc_type: "X" })));
+    await d.ackWith!(backend.resultWrite(meta("t1", "FAILURE", { exc_type: "X" })));
     const stored = await backend.get("t1");
     assert.deepEqual([stored?.status, stored?.result], ["SUCCESS", "first"]);
     assert.equal((await r.cli("HLEN", "unacked")).trim(), "0");
@@ -118,12 +124,11 @@ Deno.test("redis settle: a stored SUCCESS is kept; the ack still lands", async (
 Deno.test("redis settle: a write for another server is not carried", async () => {
   const { broker, cleanup } = await fresh();
   try {
-    await publish(broker, "t1");
-    const [d] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
+    const d = await publishAndFetch(broker, "t1");
     const elsewhere = new RedisBackend(`redis://127.0.0.1:${r.port === 1 ? 2 : 1}/1`);
-    assert.equal(d!.ackWith!(elsewhere.resultWrite(meta("t1", "SUCCESS", 1))), null);
+    assert.equal(d.ackWith!(elsewhere.resultWrite(meta("t1", "SUCCESS", 1))), null);
     assert.equal(broker.unackedCount, 1, "nothing settled: the caller stores and acks itself");
-    await d!.ack();
+    await d.ack();
     assert.equal((await r.cli("HLEN", "unacked")).trim(), "0");
   } finally {
     await cleanup();
@@ -133,12 +138,11 @@ Deno.test("redis settle: a write for another server is not carried", async () =>
 Deno.test("redis settle: a script that fails acks nothing and gives the message back", async () => {
   const { broker, backend, cleanup } = await fresh();
   try {
-    await publish(broker, "t1");
-    const [d] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
+    const d = await publishAndFetch(broker, "t1");
     // The result key holds a list: GET fails with WRONGTYPE inside the script.
     await r.cli("-n", "1", "LPUSH", "celery-task-meta-t1", "not a record");
     await assert.rejects(
-      d!.ackWith!(backend.resultWrite(meta("t1", "SUCCESS", 1)))!,
+      d.ackWith!(backend.resultWrite(meta("t1", "SUCCESS", 1)))!,
       /WRONGTYPE/,
     );
     assert.equal((await r.cli("HLEN", "unacked")).trim(), "0");
