@@ -42,7 +42,9 @@ runBrokerContract({
     await broker.close(); // a crash: its unsettled messages stay in `unacked`
     const next = new RedisBroker(r.url(0), { restoreIntervalMs: 0 });
     await next.connect();
-    await next.restoreVisible(0); // as if the visibility timeout had passed
+    // As if the visibility timeout had passed: scores are whole seconds rounded up, so a
+    // ceiling 1 s past now covers every delivery made so far.
+    await next.restoreVisible(-1);
     return next;
   },
 });
@@ -114,6 +116,34 @@ Deno.test("redis broker: a message LPUSHed by Python Celery is fetched and decod
       await read("HGET", "unacked", f.envelope.properties.delivery_tag),
       `[${f.raw}, "", "celery"]`,
     );
+    for (const d of got) await d.ack();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("redis broker: unacked_index scores are whole seconds, never before the delivery", async () => {
+  const { broker, cleanup } = await fresh({ visibilityTimeout: 30 });
+  try {
+    for (let i = 0; i < 3; i++) {
+      await broker.publish(task(`s${i}`), { exchange: "", routingKey: "celery" });
+    }
+    const before = Date.now() / 1000;
+    const got = await broker.fetch(["celery"], { max: 3, timeoutMs: 100 });
+    const after = Date.now() / 1000;
+    assert.equal(got.length, 3);
+    const scores = async () => {
+      const flat = (await r.cli("ZRANGE", "unacked_index", "0", "-1", "WITHSCORES")).trim()
+        .split("\n");
+      return flat.filter((_, i) => i % 2 === 1);
+    };
+    for (const score of await scores()) {
+      assert.match(score, /^\d+$/, "a whole number of seconds");
+      assert.ok(Number(score) >= before && Number(score) <= Math.ceil(after), score);
+    }
+    assert.equal(await broker.restoreVisible(), 0, "nothing is restored early");
+    await broker.touch(...(await r.cli("HKEYS", "unacked")).trim().split("\n"));
+    for (const score of await scores()) assert.match(score, /^\d+$/, "refreshed: whole seconds");
     for (const d of got) await d.ack();
   } finally {
     await cleanup();

@@ -12,7 +12,14 @@ import { DecodeError } from "../../errors.ts";
 import { parseJsonFast } from "../../protocol/json.ts";
 import { markRedelivered } from "../../protocol/redis_envelope.ts";
 import { type RedisClient, RedisScript } from "../../redis/client.ts";
-import { bucketKey, DEAD_LETTERS, UNACKED, UNACKED_INDEX, UNACKED_MUTEX } from "./keys.ts";
+import {
+  bucketKey,
+  DEAD_LETTERS,
+  UNACKED,
+  UNACKED_INDEX,
+  UNACKED_MUTEX,
+  unackedScore,
+} from "./keys.ts";
 import { RELEASE_IF_HELD } from "../../redis/scripts.ts";
 import { DEAD_LETTER, FETCH, PURGE, RECORD, RESTORE, SETTLE } from "./scripts.ts";
 
@@ -203,7 +210,7 @@ export async function restoreEntry(
  * ```
  */
 export async function touchTags(client: RedisClient, tags: readonly string[]): Promise<void> {
-  const now = Date.now() / 1000;
+  const now = unackedScore();
   for (let i = 0; i < tags.length; i += 500) {
     await client.call(
       "ZADD",
@@ -280,7 +287,7 @@ export async function restoreVisible(
         const tag = tags[i]!;
         if (held?.has(tag)) {
           // This process still holds it (alive, just not re-scored yet): refresh, never restore.
-          await client.call("ZADD", UNACKED_INDEX, "XX", (Date.now() / 1000).toFixed(6), tag);
+          await client.call("ZADD", UNACKED_INDEX, "XX", unackedScore(), tag);
           continue;
         }
         const text = stored[i];
