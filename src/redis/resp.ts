@@ -41,9 +41,18 @@ const CR = 13;
 const LF = 10;
 const encoder = new TextEncoder();
 
+/** Decimal digits of a non-negative integer. */
 function digits(n: number): number {
-  return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : String(n).length;
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
 }
+
+/** Texts shorter than this are copied by a loop; longer ones go to `TextEncoder`. */
+const SHORT = 64;
 
 /**
  * Encodes commands as RESP arrays of bulk strings into one growing buffer, so a batch of
@@ -81,50 +90,60 @@ export class CommandEncoder {
     this.#buf = grown;
   }
 
-  /** Writes ASCII text (a header or a number) as is. */
-  #ascii(text: string): void {
+  /** Writes a non-negative integer in decimal. */
+  #decimal(n: number): void {
     const buf = this.#buf;
-    let at = this.#len;
-    for (let i = 0; i < text.length; i++) buf[at++] = text.charCodeAt(i);
-    this.#len = at;
+    const end = this.#len + digits(n);
+    let at = end;
+    do {
+      buf[--at] = 48 + n % 10;
+      n = Math.floor(n / 10);
+    } while (n > 0);
+    this.#len = end;
   }
 
   #header(prefix: number, n: number): void {
     const buf = this.#buf;
     buf[this.#len++] = prefix;
-    this.#ascii(String(n));
+    this.#decimal(n);
     buf[this.#len++] = CR;
     buf[this.#len++] = LF;
   }
 
   #bulk(text: string): void {
     const n = text.length;
-    this.#reserve(n * 3 + 16);
+    this.#reserve(n * 3 + 24);
     const buf = this.#buf;
-    if (n < 256) {
-      // Short text: copy it when it is ASCII (header first, its length is known).
-      let ascii = true;
-      for (let i = 0; i < n; i++) {
-        if (text.charCodeAt(i) > 127) {
-          ascii = false;
-          break;
-        }
+    const start = this.#len;
+    if (n < SHORT) {
+      // Short text: copied by a loop while it is ASCII (its byte length is then its
+      // length), cheaper than a call into the native encoder; on the first other character
+      // it starts over below.
+      this.#header(36, n);
+      let at = this.#len;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c > 127) break;
+        buf[at++] = c;
       }
-      if (ascii) {
-        this.#header(36, n);
-        this.#ascii(text);
-        buf[this.#len++] = CR;
-        buf[this.#len++] = LF;
+      if (i === n) {
+        buf[at++] = CR;
+        buf[at++] = LF;
+        this.#len = at;
         return;
       }
+      this.#len = start;
     }
-    // Encode past the widest header, then slide the bytes next to the real one.
-    const start = this.#len;
-    const gap = 12;
-    const { written } = encoder.encodeInto(text, buf.subarray(start + gap));
+    // Encode right after the header it would have if every character took one byte; when
+    // some take more, the byte count may need a longer header: slide the bytes over.
+    const guess = 3 + digits(n);
+    const { written } = encoder.encodeInto(text, buf.subarray(start + guess));
     const headerLength = 3 + digits(written);
+    if (headerLength !== guess) {
+      buf.copyWithin(start + headerLength, start + guess, start + guess + written);
+    }
     this.#header(36, written);
-    buf.copyWithin(start + headerLength, start + gap, start + gap + written);
     this.#len = start + headerLength + written;
     buf[this.#len++] = CR;
     buf[this.#len++] = LF;
@@ -134,7 +153,16 @@ export class CommandEncoder {
   push(args: readonly RedisArg[]): void {
     this.#reserve(16);
     this.#header(42, args.length);
-    for (const arg of args) this.#bulk(typeof arg === "string" ? arg : String(arg));
+    for (const arg of args) {
+      if (typeof arg === "string") this.#bulk(arg);
+      else if (Number.isSafeInteger(arg) && arg >= 0) {
+        this.#reserve(24);
+        this.#header(36, digits(arg));
+        this.#decimal(arg);
+        this.#buf[this.#len++] = CR;
+        this.#buf[this.#len++] = LF;
+      } else this.#bulk(String(arg));
+    }
   }
 
   /** The bytes encoded so far (a copy), and starts over. */

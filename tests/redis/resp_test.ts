@@ -37,6 +37,25 @@ Deno.test("resp: commands are arrays of bulk strings with byte lengths", () => {
   );
 });
 
+Deno.test("resp: every length and digit boundary, ASCII or not, matches a plain encoding", () => {
+  // Short texts are copied by a loop, longer ones by TextEncoder after a guessed header;
+  // a text with multi-byte characters may need more header digits than its length has.
+  const pieces = ["a", "é", "€", "😀", "\u0000", "\u007f", "\u0080"];
+  const args: (string | number)[] = [0, 9, 10, 86400, 2 ** 53 - 1, -1, 0.25];
+  for (const n of [0, 1, 8, 9, 10, 23, 24, 25, 33, 34, 63, 64, 65, 99, 100, 101, 1000]) {
+    for (const piece of pieces) {
+      args.push(piece.repeat(n));
+      args.push("x".repeat(n) + piece); // ASCII until the last character
+    }
+  }
+  const plain = `*${args.length}\r\n` +
+    args.map((a) => {
+      const s = String(a);
+      return `$${bytes(s).length}\r\n${s}\r\n`;
+    }).join("");
+  assert.equal(encode(args), plain);
+});
+
 Deno.test("resp: the encoder starts over after take() and grows past its first buffer", () => {
   const enc = new CommandEncoder();
   for (let i = 0; i < 2000; i++) enc.push(["LPUSH", "q", `message ${i} ${"x".repeat(20)}`]);
