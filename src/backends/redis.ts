@@ -33,11 +33,16 @@ import { STORE_RESULT_FUNCTION } from "../redis/scripts.ts";
 /**
  * STORE, one round trip for a batch: KEYS[i] result key, ARGV[1] ttl seconds ("0" = no
  * expiry), ARGV[i + 1] the record JSON for KEYS[i], each stored in order by `store_result`
- * (a stored SUCCESS is kept; else SETEX and PUBLISH). Returns how many were stored.
+ * (a stored SUCCESS is kept; else SETEX and PUBLISH) after one `MGET` of all the keys.
+ * Returns how many were stored.
  */
 const STORE = `${STORE_RESULT_FUNCTION}
+local current = redis.call('MGET', unpack(KEYS))
+local latest = {}
 local stored = 0
-for i = 1, #KEYS do stored = stored + store_result(KEYS[i], ARGV[1], ARGV[i + 1]) end
+for i = 1, #KEYS do
+  stored = stored + store_result(KEYS[i], ARGV[1], ARGV[i + 1], current[i], latest)
+end
 return stored`;
 
 /** Options of {@linkcode RedisBackend}. */

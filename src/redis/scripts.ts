@@ -21,11 +21,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`);
 
 /**
- * Lua function `store_result(key, ttl, value)` behind every result store on Redis (the
- * backend's STORE, the broker's SETTLE): skips when the stored record's status is SUCCESS
- * (Celery's rule: a success is never overwritten), else `SETEX` (or `SET` when ttl is "0")
- * and `PUBLISH` of the same value on the channel named like the key, which is what Python's
- * `AsyncResult.get()` waits on. Returns 1 when it stored, 0 when it skipped.
+ * Lua function `store_result(key, ttl, value, current, latest)` behind every result store on
+ * Redis (the backend's STORE, the broker's SETTLE): skips when the stored record's status is
+ * SUCCESS (Celery's rule: a success is never overwritten), else `SETEX` (or `SET` when ttl
+ * is "0") and `PUBLISH` of the same value on the channel named like the key, which is what
+ * Python's `AsyncResult.get()` waits on. Returns 1 when it stored, 0 when it skipped.
+ *
+ * The caller reads the keys of a batch with one `MGET` first (one call instead of a `GET`
+ * per key; a key that holds another type reads as nil) and passes each key's value as
+ * `current`, and one `latest` table per `MGET`, in which `store_result` notes what it
+ * stored: a key stored twice in one batch is checked against its first store.
  *
  * @example
  * ```ts
@@ -35,8 +40,8 @@ return 0`);
  * ```
  */
 export const STORE_RESULT_FUNCTION = `
-local function store_result(key, ttl, value)
-  local current = redis.call('GET', key)
+local function store_result(key, ttl, value, current, latest)
+  current = latest[key] or current
   if current then
     local ok, meta = pcall(cjson.decode, current)
     if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return 0 end
@@ -47,6 +52,7 @@ local function store_result(key, ttl, value)
     redis.call('SETEX', key, ttl, value)
   end
   redis.call('PUBLISH', key, value)
+  latest[key] = value
   return 1
 end
 `;

@@ -8,6 +8,7 @@ import { RedisBackend } from "../../src/backends/redis.ts";
 import { BrokerConnectionError, ConfigError, ResultTimeoutError } from "../../src/errors.ts";
 import { buildResultMeta } from "../../src/protocol/result.ts";
 import { pollUntil } from "../helpers/poll.ts";
+import { monitor } from "../helpers/redis_monitor.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 import { runBackendContract } from "./contract.ts";
 
@@ -113,6 +114,29 @@ Deno.test("redis backend: a stored Python SUCCESS is final, a nested status is n
     );
     assert.equal((await backend.get("p"))!.status, "FAILURE");
   } finally {
+    await backend.close();
+  }
+});
+
+Deno.test("redis backend: a batch reads its keys with one MGET; a SUCCESS stored first in it is kept", async () => {
+  const backend = await fresh();
+  const mon = await monitor(r);
+  try {
+    const at = new Date();
+    // Issued together, so one STORE script takes all four (the backend batches its stores).
+    await Promise.all([
+      backend.store(buildResultMeta({ taskId: "a", status: "SUCCESS", result: 1 }, at)),
+      backend.store(buildResultMeta({ taskId: "a", status: "FAILURE", result: "late" }, at)),
+      backend.store(buildResultMeta({ taskId: "b", status: "STARTED", result: null }, at)),
+      backend.store(buildResultMeta({ taskId: "b", status: "SUCCESS", result: 2 }, at)),
+    ]);
+    assert.equal(JSON.parse(await db1("GET", "celery-task-meta-a")).status, "SUCCESS");
+    assert.equal(JSON.parse(await db1("GET", "celery-task-meta-b")).result, 2);
+    await pollUntil(() => mon.commands.filter((c) => c.args[0] === "PUBLISH").length === 3);
+    const reads = mon.commands.filter((c) => c.lua && /^(M?GET)$/.test(c.args[0]!));
+    assert.deepEqual(reads.map((c) => c.args[0]), ["MGET"], "one read for the batch");
+  } finally {
+    await mon.close();
     await backend.close();
   }
 });

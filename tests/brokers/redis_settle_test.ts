@@ -95,7 +95,7 @@ Deno.test("redis settle: ackWith stores in the backend's db, then acks, in one s
     assert.match(script[0]!, /^0 EVAL/, "one script from the broker's connection");
     assert.deepEqual(script.slice(1), [
       "1 SELECT",
-      "1 GET",
+      "1 MGET",
       "1 SETEX",
       "1 PUBLISH",
       "0 SELECT",
@@ -139,18 +139,49 @@ Deno.test("redis settle: a script that fails acks nothing and gives the message 
   const { broker, backend, cleanup } = await fresh();
   try {
     const d = await publishAndFetch(broker, "t1");
-    // The result key holds a list: GET fails with WRONGTYPE inside the script.
-    await r.cli("-n", "1", "LPUSH", "celery-task-meta-t1", "not a record");
-    await assert.rejects(
-      d.ackWith!(backend.resultWrite(meta("t1", "SUCCESS", 1)))!,
-      /WRONGTYPE/,
-    );
+    // A write for a db the server does not have: its SELECT fails inside the script.
+    const write = { ...backend.resultWrite(meta("t1", "SUCCESS", 1)), db: 99 };
+    await assert.rejects(d.ackWith!(write)!, /DB index is out of range/);
     assert.equal((await r.cli("HLEN", "unacked")).trim(), "0");
     assert.equal(await broker.queueSize("celery"), 1, "back in its queue");
     const [again] = await broker.fetch(["celery"], { max: 1, timeoutMs: 100 });
     assert.equal(again!.message?.headers.id, "t1");
     assert.equal(again!.redelivered, true);
     await again!.ack();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("redis settle: one MGET per run of results in one db, each stored in its db", async () => {
+  const { broker, backend, mon, cleanup } = await fresh();
+  try {
+    await publish(broker, "t1", "t2", "t3", "t4");
+    const got = await broker.fetch(["celery"], { max: 4, timeoutMs: 100 });
+    assert.equal(got.length, 4);
+    const dbs = [1, 1, 2, 1];
+    // Issued together: one SETTLE script carries all four.
+    await Promise.all(got.map((d, i) => {
+      const id = d.message!.headers.id as string;
+      return d.ackWith!({ ...backend.resultWrite(meta(id, "SUCCESS", i)), db: dbs[i]! })!;
+    }));
+    for (const [i, db] of dbs.entries()) {
+      const stored = await r.cli("-n", String(db), "GET", `celery-task-meta-t${i + 1}`);
+      assert.equal(JSON.parse(stored).result, i, `t${i + 1} in db ${db}`);
+    }
+    assert.equal((await r.cli("HLEN", "unacked")).trim(), "0");
+    await waitFor(() => mon.commands.some((c) => c.lua && c.args[0] === "HDEL")); // MONITOR lags
+    const script = mon.commands.filter((c) => c.lua && /^(SELECT|M?GET)$/.test(c.args[0]!))
+      .map((c) => `${c.db} ${c.args.join(" ")}`);
+    assert.deepEqual(script, [
+      "1 SELECT 1",
+      "1 MGET celery-task-meta-t1 celery-task-meta-t2",
+      "2 SELECT 2",
+      "2 MGET celery-task-meta-t3",
+      "1 SELECT 1",
+      "1 MGET celery-task-meta-t4",
+      "0 SELECT 0",
+    ]);
   } finally {
     await cleanup();
   }

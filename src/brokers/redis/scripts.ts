@@ -272,7 +272,8 @@ return n`;
  * store of the script, so a message is never acked without its result; a store that fails
  * aborts the script before any ack). Each result goes through `store_result` (a stored
  * SUCCESS is kept) in its own db, `SELECT`ed for the script only (Redis ≥ 2.8.12), so a
- * backend on another db of the same server works. Acks are kombu's: `ZREM unacked_index`
+ * backend on another db of the same server works; consecutive results of one db are read
+ * with one `MGET` first. Acks are kombu's: `ZREM unacked_index`
  * and `HDEL unacked` of the tags.
  *
  * KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3..] result keys.
@@ -284,13 +285,21 @@ local n = tonumber(ARGV[2])
 local db = ARGV[1]
 local selected = db
 local a = n + 3
-for i = 3, #KEYS do
+local i = 3
+while i <= #KEYS do
   if ARGV[a] ~= selected then
     selected = ARGV[a]
     redis.call('SELECT', selected)
   end
-  store_result(KEYS[i], ARGV[a + 1], ARGV[a + 2])
-  a = a + 3
+  local last = i
+  while last < #KEYS and ARGV[a + 3 * (last - i + 1)] == selected do last = last + 1 end
+  local current = redis.call('MGET', unpack(KEYS, i, last))
+  local latest = {}
+  for k = i, last do
+    store_result(KEYS[k], ARGV[a + 1], ARGV[a + 2], current[k - i + 1], latest)
+    a = a + 3
+  end
+  i = last + 1
 end
 if selected ~= db then redis.call('SELECT', db) end
 if n > 0 then
