@@ -273,8 +273,8 @@ return n`;
  * aborts the script before any ack). Each result goes through `store_result` (a stored
  * SUCCESS is kept) in its own db, `SELECT`ed for the script only (Redis ≥ 2.8.12), so a
  * backend on another db of the same server works; consecutive results of one db are read
- * with one `MGET` first. Acks are kombu's: `ZREM unacked_index`
- * and `HDEL unacked` of the tags.
+ * with one `MGET` first. Acks are kombu's: `ZREM unacked_index` and `HDEL unacked` of the
+ * tags.
  *
  * KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3..] result keys.
  * ARGV[1] the broker's db, ARGV[2] number of tags n, ARGV[3..n+2] tags, then for each result
