@@ -121,13 +121,19 @@ function sha1Hex(text: string): string {
 export class RedisScript {
   /** The Lua source. */
   readonly lua: string;
-  /** Its SHA-1 in hex, the name `EVALSHA` calls it by. */
-  readonly sha: string;
+  #sha?: string;
 
   /** A script from its source. */
   constructor(lua: string) {
     this.lua = lua;
-    this.sha = sha1Hex(lua);
+  }
+
+  /**
+   * Its SHA-1 in hex, the name `EVALSHA` calls it by; computed on first use (a first call
+   * sends the source), so loading modules full of scripts hashes none of them.
+   */
+  get sha(): string {
+    return this.#sha ??= sha1Hex(this.lua);
   }
 }
 
