@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { RedisBroker } from "../../src/brokers/redis/broker.ts";
+import { restoreVisible } from "../../src/brokers/redis/unacked.ts";
+import { RedisClient } from "../../src/redis/client.ts";
 import { encodeTaskMessage } from "../../src/protocol/task.ts";
 import { decodeTaskMessage } from "../../src/protocol/task.ts";
 import { startRedis } from "../helpers/redis_server.ts";
@@ -146,6 +148,39 @@ Deno.test("redis broker: unacked_index scores are whole seconds, never before th
     for (const score of await scores()) assert.match(score, /^\d+$/, "refreshed: whole seconds");
     for (const d of got) await d.ack();
   } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("redis broker: a restore pass refreshes the stale tags this process holds, restores the rest", async () => {
+  const { broker, cleanup } = await fresh({ visibilityTimeout: 30 });
+  const client = await RedisClient.connect({ host: "127.0.0.1", port: r.port });
+  try {
+    for (const id of ["mine1", "theirs", "mine2"]) {
+      await broker.publish(task(id), { exchange: "", routingKey: "celery" });
+    }
+    const got = await broker.fetch(["celery"], { max: 3, timeoutMs: 100 });
+    assert.equal(got.length, 3);
+    const tagOf = new Map<string, string>();
+    for (const tag of (await r.cli("HKEYS", "unacked")).trim().split("\n")) {
+      tagOf.set(JSON.parse(await read("HGET", "unacked", tag))[0].headers.id, tag);
+      await r.cli("ZADD", "unacked_index", "1", tag); // stale: as if held for ages
+    }
+    const held = new Set([tagOf.get("mine1")!, tagOf.get("mine2")!]);
+    const before = Math.floor(Date.now() / 1000);
+    assert.equal(
+      await restoreVisible(client, (_, routingKey) => Promise.resolve([routingKey]), 30, held),
+      1,
+    );
+    for (const tag of held) {
+      const score = Number(await r.cli("ZSCORE", "unacked_index", tag));
+      assert.ok(Number.isInteger(score) && score >= before, `refreshed to now: ${score}`);
+    }
+    assert.equal((await r.cli("HEXISTS", "unacked", tagOf.get("theirs")!)).trim(), "0");
+    assert.equal(await broker.queueSize("celery"), 1, "the one not held went back");
+    for (const d of got) await d.ack();
+  } finally {
+    client.disconnect();
     await cleanup();
   }
 });

@@ -282,14 +282,13 @@ export async function restoreVisible(
         BATCH,
       ) as string[];
       if (!tags.length) break;
+      // Tags this process still holds (alive, just not re-scored yet): refresh, never restore.
+      const mine = held ? tags.filter((tag) => held.has(tag)) : [];
+      await touchTags(client, mine);
       const stored = await client.call("HMGET", UNACKED, ...tags) as (string | null)[];
       for (let i = 0; i < tags.length; i++) {
         const tag = tags[i]!;
-        if (held?.has(tag)) {
-          // This process still holds it (alive, just not re-scored yet): refresh, never restore.
-          await client.call("ZADD", UNACKED_INDEX, "XX", unackedScore(), tag);
-          continue;
-        }
+        if (held?.has(tag)) continue;
         const text = stored[i];
         if (text === null || text === undefined) {
           await client.call("ZREM", UNACKED_INDEX, tag); // settled meanwhile: only the index was left
