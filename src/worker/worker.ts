@@ -12,6 +12,7 @@
  */
 
 import type { App } from "../app.ts";
+import { Bag } from "../bag.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
 import { Mailbox } from "../control/mailbox.ts";
 import { TaskNotRegisteredError } from "../errors.ts";
@@ -177,10 +178,15 @@ export class Worker {
   #pool: AsyncPool;
   #broker?: Broker;
   #reporter?: Reporter;
-  #running = new Map<string, Running>();
+  /** Running tasks (a bag, not a map: see `src/bag.ts`; two deliveries may share an id). */
+  #running = new Bag<Running>();
   #held = new Map<string, Held>();
-  /** Results being stored and messages being acked, of tasks that finished. */
-  #settling = new Set<Promise<void>>();
+  /**
+   * Results being stored and messages being acked, of tasks that finished: a count and the
+   * waiters for it to reach 0 (not a set of promises: see `src/bag.ts`).
+   */
+  #settling = 0;
+  #settledWaiters: (() => void)[] = [];
   /**
    * Of those, how many still count in the prefetch window: all of them, except those whose
    * ack is issued to a broker that applies it before any later fetch (`acksBeforeFetch`).
@@ -194,7 +200,6 @@ export class Worker {
   #maxHeld: number;
   #threadPool?: ThreadPool;
   #stopFetch = new AbortController();
-  #stoppedPromise?: Promise<void>;
   #storeBackoffMs = 0;
   #stopping = false;
   #cold = new AbortController();
@@ -262,7 +267,7 @@ export class Worker {
 
   /** Ids of tasks running now. */
   get activeIds(): string[] {
-    return [...this.#running.keys()];
+    return this.#running.inOrder().map((r) => r.request.message.id);
   }
 
   /** Ids of ETA tasks held until their time. */
@@ -299,8 +304,8 @@ export class Worker {
 
   /** Requests running now (for inspect), with their start time (unix seconds). */
   get active(): (RequestSnapshot & { timeStart: number; acknowledged: boolean })[] {
-    return [...this.#running].map(([id, r]) => ({
-      ...snapshot(id, r.request),
+    return this.#running.inOrder().map((r) => ({
+      ...snapshot(r.request.message.id, r.request),
       timeStart: r.startedAt,
       acknowledged: r.acknowledged,
     }));
@@ -380,12 +385,15 @@ export class Worker {
       }
       const ready = this.#ready.findIndex((r) => r.message.id === id);
       if (ready >= 0) this.#reportRevoked(this.#ready.splice(ready, 1)[0], "revoked", true);
-      const running = this.#running.get(id);
-      if (running && options.terminate) {
+      if (!options.terminate) continue;
+      let found = false;
+      for (const running of this.#running.values()) {
+        if (running.request.message.id !== id) continue;
         running.terminated = true;
         running.controller.abort(new Error(`Task ${id} revoked with terminate`));
-        terminated.push(id);
+        found = true;
       }
+      if (found) terminated.push(id);
     }
     return terminated;
   }
@@ -506,7 +514,9 @@ export class Worker {
       const room = this.prefetchCount - this.#pool.active - this.#ready.length -
         this.#settlingInWindow;
       if (room <= 0) {
-        await Promise.race([this.#pool.changed(), this.#stopped()]);
+        // stop() and terminate() wake it too. (Not a race with a "stopped" promise: each
+        // race would leave a reaction on that promise until the worker stops.)
+        await this.#pool.changed();
         continue;
       }
       if (this.queues.length === 0) {
@@ -547,7 +557,7 @@ export class Worker {
       for (const delivery of deliveries) this.#dispatch(delivery);
       if (
         this.#options.burst && deliveries.length === 0 && this.#pool.active === 0 &&
-        this.#held.size === 0 && this.#settling.size === 0
+        this.#held.size === 0 && this.#settling === 0
       ) {
         this.#log.info("worker: Burst mode: queues are empty, stopping");
         this.#stopping = true;
@@ -569,21 +579,12 @@ export class Worker {
 
   /** Resolves once no finished task is still storing its result or acking its message. */
   async #settled(): Promise<void> {
-    while (this.#settling.size > 0) await Promise.allSettled([...this.#settling]);
+    while (this.#settling > 0) await new Promise<void>((r) => this.#settledWaiters.push(r));
   }
 
   /** Finished tasks still storing their result or acking their message. */
   get settlingCount(): number {
-    return this.#settling.size;
-  }
-
-  /** Resolves once the consumer is told to stop (one listener, however often awaited). */
-  #stopped(): Promise<void> {
-    return this.#stoppedPromise ??= new Promise((resolve) => {
-      const signal = this.#stopFetch.signal;
-      if (signal.aborted) resolve();
-      else signal.addEventListener("abort", () => resolve(), { once: true });
-    });
+    return this.#settling;
   }
 
   /** Waits `ms`, or less when the consumer is told to stop; leaves no timer behind. */
@@ -743,7 +744,7 @@ export class Worker {
       startedAt: Date.now() / 1000,
       acknowledged: !acksLate,
     };
-    this.#running.set(message.id, running);
+    const entry = this.#running.add(running);
     let outcome: Outcome;
     try {
       const ctx = buildContext(request, this.#app, this.name, controller.signal);
@@ -770,7 +771,7 @@ export class Worker {
         outcome = { ok: false as const, error, runtimeMs: 0 };
       }
     } finally {
-      this.#running.delete(message.id);
+      this.#running.remove(entry);
     }
     if (running.abandoned) return; // cold shutdown requeued it
     // The slot frees now; storing the result and acking go on outside the pool (counted
@@ -792,13 +793,18 @@ export class Worker {
       this.#pool.notifyChanged();
     };
     this.#settlingInWindow++;
-    const settling = settle(release);
-    this.#settling.add(settling);
-    settling.catch((err) =>
-      this.#log.error(`Cannot settle a task: ${(err as Error)?.message ?? err}`)
-    ).finally(() => {
-      this.#settling.delete(settling);
+    this.#settling++;
+    const done = () => {
+      if (--this.#settling === 0) {
+        const waiters = this.#settledWaiters;
+        this.#settledWaiters = [];
+        for (const wake of waiters) wake();
+      }
       release(); // wakes the consumer if the message was still in the window
+    };
+    settle(release).then(done, (err) => {
+      this.#log.error(`Cannot settle a task: ${(err as Error)?.message ?? err}`);
+      done();
     });
   }
 
@@ -941,6 +947,7 @@ export class Worker {
     if (!this.#loop) return Promise.resolve();
     this.#stopping = true;
     this.#stopFetch.abort();
+    this.#pool.notifyChanged(); // wakes a consumer waiting for room
     return this.#shutdown();
   }
 
@@ -949,6 +956,7 @@ export class Worker {
     if (!this.#loop) return Promise.resolve();
     this.#stopping = true;
     this.#stopFetch.abort();
+    this.#pool.notifyChanged();
     this.#goCold();
     return this.#shutdown();
   }

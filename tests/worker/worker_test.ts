@@ -1113,3 +1113,37 @@ Deno.test("worker: SIGTERM starts a warm shutdown, a second signal goes cold", {
     await h.close();
   }
 });
+
+Deno.test("worker: two deliveries of one task id run side by side; each is tracked until it ends", async () => {
+  const h = await harness("w-same-id");
+  try {
+    const gates: Gate[] = [];
+    const aborted: unknown[] = [];
+    const slow = h.app.task("tasks.slow", async (ctx: TaskContext) => {
+      const g = gate();
+      gates.push(g);
+      ctx.signal.addEventListener("abort", () => {
+        aborted.push(ctx.signal.reason);
+        g.resolve();
+      }, { once: true });
+      await g.promise;
+      return "done";
+    }, { bind: true });
+    // A redelivered message runs again under the same id while the first run goes on.
+    await slow.applyAsync([], {}, { taskId: "twice" });
+    await slow.applyAsync([], {}, { taskId: "twice" });
+    const worker = h.worker({ concurrency: 2 });
+    await worker.start();
+    await waitFor(() => gates.length === 2, { message: "both deliveries running" });
+    assert.deepEqual(worker.activeIds, ["twice", "twice"]);
+    assert.equal(worker.active.length, 2);
+    gates[0]!.resolve();
+    await waitFor(() => worker.pool.active === 1, { message: "the first run ended" });
+    assert.deepEqual(worker.activeIds, ["twice"], "the second run is still listed");
+    assert.deepEqual(worker.revoke(["twice"], { terminate: true }), ["twice"]);
+    await waitFor(() => aborted.length === 1, { message: "the second run aborted" });
+    await waitFor(() => worker.pool.active === 0 && worker.activeIds.length === 0);
+  } finally {
+    await h.close();
+  }
+});

@@ -43,7 +43,8 @@ import {
   secondsParam,
   serverOf,
 } from "./connection.ts";
-import { createDelivery, type DeliveryContext, type Settle } from "./delivery.ts";
+import { Bag } from "../../bag.ts";
+import { createDelivery, type DeliveryContext, type Outstanding, type Settle } from "./delivery.ts";
 import { RedisFanout } from "./fanout.ts";
 import { GroupCommit } from "./group_commit.ts";
 import {
@@ -106,7 +107,8 @@ export class RedisBroker implements Broker {
   #client?: RedisClient;
   #popper?: Popper;
   #fanout: RedisFanout;
-  #outstanding = new Map<string, Delivery>();
+  /** Unsettled deliveries (a bag, not a map keyed by tag: see `src/bag.ts`). */
+  #outstanding = new Bag<Outstanding>();
   /** Acks, and result stores carried with them, batched into SETTLE scripts. */
   #settles = new GroupCommit<Settle>((units) => {
     const tags: string[] = [];
@@ -187,9 +189,10 @@ export class RedisBroker implements Broker {
   }
 
   async #tick(): Promise<void> {
-    await this.touch(...this.#outstanding.keys());
+    const tags = this.#outstanding.values().map((o) => o.tag);
+    await this.touch(...tags);
     // Never take back what this process still holds, even if its score went stale meanwhile.
-    await restoreVisible(this.#c(), this.#lookup, this.visibilityTimeout, this.#outstanding);
+    await restoreVisible(this.#c(), this.#lookup, this.visibilityTimeout, new Set(tags));
   }
 
   #c(): RedisClient {
@@ -305,7 +308,7 @@ export class RedisBroker implements Broker {
    * redelivered (what a warm shutdown does); returns how many.
    */
   async restoreUnacked(): Promise<number> {
-    const held = [...this.#outstanding.values()].reverse();
+    const held = this.#outstanding.inOrder().map((o) => o.delivery).reverse();
     await Promise.all(held.map((d) => d.requeue("front")));
     return held.length;
   }

@@ -6,6 +6,7 @@
  */
 
 import type { ResultWrite } from "../../backends/backend.ts";
+import type { Bag } from "../../bag.ts";
 import type { Delivery } from "../broker.ts";
 import { DecodeError } from "../../errors.ts";
 import type { TransportMessage } from "../../protocol/message.ts";
@@ -21,14 +22,22 @@ import {
 } from "./unacked.ts";
 import type { RedisClient } from "../../redis/client.ts";
 
+/** An unsettled delivery and its tag. */
+export interface Outstanding {
+  /** Delivery tag (key of `unacked`). */
+  tag: string;
+  /** The delivery. */
+  delivery: Delivery;
+}
+
 /** What a delivery needs from its broker. */
 export interface DeliveryContext {
   /** The command connection (throws when the broker is not connected). */
   client(): RedisClient;
   /** Queues of an (exchange, routing key) pair. */
   lookup: Lookup;
-  /** The broker's unsettled deliveries by tag: added here, removed on settle. */
-  outstanding: Map<string, Delivery>;
+  /** The broker's unsettled deliveries: added here, removed on settle. */
+  outstanding: Bag<Outstanding>;
   /** The broker's server (`serverOf`): the only one it carries result writes to. */
   server: string;
   /** Queues one settle for the next SETTLE script (batched with other settles). */
@@ -76,11 +85,12 @@ function deadOnArrival(raw: string, queue: string): Delivery {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { Bag } from "../../bag.ts";
  * import { createDelivery } from "./delivery.ts";
  * const d = createDelivery({ key: "celery", raw: "not json", tag: "" }, {
  *   client: () => { throw new Error("unused"); },
  *   lookup: () => Promise.resolve([]),
- *   outstanding: new Map(),
+ *   outstanding: new Bag(),
  *   server: "redis://127.0.0.1:6379",
  *   settle: () => Promise.resolve(),
  * });
@@ -99,7 +109,9 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
   } catch (err) {
     decodeError = err instanceof DecodeError ? err : new DecodeError(String(err), raw);
   }
-  const settle = () => ctx.outstanding.delete(tag);
+  // `entry` (the delivery's place among the broker's unsettled ones) is set below, before
+  // any of the delivery's methods can run.
+  const settle = () => ctx.outstanding.remove(entry);
   const restore = async (position: "front" | "back") => {
     const c = ctx.client();
     let entry = entryOfEnvelope(raw);
@@ -138,6 +150,6 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
       await deadLetterTag(ctx.client(), tag, { reason, queue, raw, at: Date.now() });
     },
   };
-  ctx.outstanding.set(tag, delivery);
+  const entry = ctx.outstanding.add({ tag, delivery });
   return delivery;
 }
