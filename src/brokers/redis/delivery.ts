@@ -109,9 +109,9 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
   } catch (err) {
     decodeError = err instanceof DecodeError ? err : new DecodeError(String(err), raw);
   }
-  // `entry` (the delivery's place among the broker's unsettled ones) is set below, before
+  // `place` (the delivery's place among the broker's unsettled ones) is set below, before
   // any of the delivery's methods can run.
-  const settle = () => ctx.outstanding.remove(entry);
+  const settle = () => ctx.outstanding.remove(place);
   const restore = async (position: "front" | "back") => {
     const c = ctx.client();
     let entry = entryOfEnvelope(raw);
@@ -150,6 +150,6 @@ export function createDelivery({ key, raw, tag }: Popped, ctx: DeliveryContext):
       await deadLetterTag(ctx.client(), tag, { reason, queue, raw, at: Date.now() });
     },
   };
-  const entry = ctx.outstanding.add({ tag, delivery });
+  const place = ctx.outstanding.add({ tag, delivery });
   return delivery;
 }
