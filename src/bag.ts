@@ -88,12 +88,6 @@ export class Bag<T> {
     return [...this.#slots].sort((a, b) => a.seq - b.seq).map((s) => s.value);
   }
 
-  /** The first value for which `match` is true, or `undefined`. */
-  find(match: (value: T) => boolean): T | undefined {
-    for (const s of this.#slots) if (match(s.value)) return s.value;
-    return undefined;
-  }
-
   /** Removes every value. */
   clear(): void {
     for (const s of this.#slots) s.index = -1;
