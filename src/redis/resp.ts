@@ -180,6 +180,8 @@ interface Frame {
 }
 
 const decoder = new TextDecoder();
+/** The parser's buffer when it holds nothing (shared: it is never written). */
+const NO_BYTES = new Uint8Array(0);
 
 /**
  * Parses replies from a byte stream, resuming where a chunk ended (a reply may span any
@@ -198,14 +200,14 @@ const decoder = new TextDecoder();
  * ```
  */
 export class ReplyParser {
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = NO_BYTES;
   #pos = 0;
   #end = 0;
   #stack: Frame[] = [];
 
   /** Drops any partial reply (after a reconnect). */
   reset(): void {
-    this.#buf = new Uint8Array(0);
+    this.#buf = NO_BYTES;
     this.#pos = this.#end = 0;
     this.#stack = [];
   }
@@ -236,7 +238,7 @@ export class ReplyParser {
       this.#end -= this.#pos;
       this.#pos = 0;
     } else if (this.#pos === this.#end) {
-      this.#buf = new Uint8Array(0);
+      this.#buf = NO_BYTES;
       this.#pos = this.#end = 0;
     }
   }
