@@ -502,40 +502,41 @@ export class Worker {
     const broker = this.#broker!;
     const fetchTimeoutMs = this.#options.fetchTimeoutMs ?? 1000;
     let backoffMs = 0;
+    // A fetch sent before the batch in hand was dispatched (see #fetchAhead).
+    let ahead: Promise<Delivery[]> | undefined;
     while (!this.#stopping) {
-      if (this.#storeBackoffMs > 0) {
-        // The result backend is failing and the messages go back to the queue: fetching at
-        // once would re-run them in a tight loop (on the memory broker, a loop of
-        // microtasks that starves timers and signals).
-        await this.#sleep(this.#storeBackoffMs);
-        if (this.#stopping) break;
-      }
-      // Room to reserve: free slots, plus the prefetch window beyond them.
-      const room = this.prefetchCount - this.#pool.active - this.#ready.length -
-        this.#settlingInWindow;
-      if (room <= 0) {
-        // stop() and terminate() wake it too. (Not a race with a "stopped" promise: each
-        // race would leave a reaction on that promise until the worker stops.)
-        await this.#pool.changed();
-        continue;
-      }
-      if (this.queues.length === 0) {
-        // Every queue was cancelled (remote control): wait for an add_consumer.
-        await this.#sleep(fetchTimeoutMs);
-        continue;
-      }
-      if (this.#held.size >= this.#maxHeld) {
-        // Enough messages wait outside the pool: leave the rest in the broker for now.
-        await this.#sleep(100);
-        continue;
+      let fetching = ahead;
+      ahead = undefined;
+      if (!fetching) {
+        if (this.#storeBackoffMs > 0) {
+          // The result backend is failing and the messages go back to the queue: fetching
+          // at once would re-run them in a tight loop (on the memory broker, a loop of
+          // microtasks that starves timers and signals).
+          await this.#sleep(this.#storeBackoffMs);
+          if (this.#stopping) break;
+        }
+        const room = this.#room(0);
+        if (room <= 0) {
+          // stop() and terminate() wake it too. (Not a race with a "stopped" promise: each
+          // race would leave a reaction on that promise until the worker stops.)
+          await this.#pool.changed();
+          continue;
+        }
+        if (this.queues.length === 0) {
+          // Every queue was cancelled (remote control): wait for an add_consumer.
+          await this.#sleep(fetchTimeoutMs);
+          continue;
+        }
+        if (this.#held.size >= this.#maxHeld) {
+          // Enough messages wait outside the pool: leave the rest in the broker for now.
+          await this.#sleep(100);
+          continue;
+        }
+        fetching = this.#fetch(room);
       }
       let deliveries: Delivery[];
       try {
-        deliveries = await broker.fetch(this.queues, {
-          max: Math.min(room, this.#maxHeld - this.#held.size, this.#wave),
-          timeoutMs: fetchTimeoutMs,
-          signal: this.#stopFetch.signal,
-        });
+        deliveries = await fetching;
         backoffMs = 0;
       } catch (err) {
         if (this.#stopping) break;
@@ -554,6 +555,9 @@ export class Worker {
         await this.#restore(deliveries);
         break;
       }
+      ahead = this.#fetchAhead(deliveries.length);
+      // The client writes that fetch in a microtask: let it go before the tasks run.
+      if (ahead) await null;
       for (const delivery of deliveries) this.#dispatch(delivery);
       if (
         this.#options.burst && deliveries.length === 0 && this.#pool.active === 0 &&
@@ -563,6 +567,42 @@ export class Worker {
         this.#stopping = true;
       }
     }
+    if (ahead) {
+      // Sent just before the stop: whatever it reserved goes back, in order.
+      const late = await ahead.catch(() => [] as Delivery[]);
+      if (late.length) await this.#restore(late);
+    }
+  }
+
+  /**
+   * Room to reserve: free slots, plus the prefetch window beyond them, less `inHand`
+   * messages fetched but not yet dispatched.
+   */
+  #room(inHand: number): number {
+    return this.prefetchCount - this.#pool.active - this.#ready.length -
+      this.#settlingInWindow - inHand;
+  }
+
+  #fetch(room: number): Promise<Delivery[]> {
+    return this.#broker!.fetch(this.queues, {
+      max: Math.min(room, this.#maxHeld - this.#held.size, this.#wave),
+      timeoutMs: this.#options.fetchTimeoutMs ?? 1000,
+      signal: this.#stopFetch.signal,
+    });
+  }
+
+  /**
+   * With a batch of `inHand` messages just fetched and not yet dispatched, sends the next
+   * fetch at once when the window has room for it beyond the batch, so the broker works on
+   * it while the batch runs (on Redis a fetch waits a round trip plus the server's script).
+   * Only when the batch was not empty (an empty one means the queues are drained: the next
+   * fetch may block) and nothing else would hold the consumer back.
+   */
+  #fetchAhead(inHand: number): Promise<Delivery[]> | undefined {
+    if (inHand === 0 || this.#storeBackoffMs > 0 || this.queues.length === 0) return undefined;
+    if (this.#held.size + inHand >= this.#maxHeld) return undefined;
+    const room = this.#room(inHand);
+    return room > 0 ? this.#fetch(room) : undefined;
   }
 
   /** Tracks result-store failures: back off on each failure, reset on a success. */

@@ -355,3 +355,74 @@ for (const acksBeforeFetch of [true, false]) {
     },
   );
 }
+
+/** A memory broker that claims `acksBeforeFetch` and logs each fetch into a shared log. */
+class LoggingBroker extends MemoryBroker {
+  readonly acksBeforeFetch = true;
+  constructor(readonly log: string[]) {
+    super(uniqueName("logging"));
+  }
+  override fetch(queues: readonly string[], options: FetchOptions): Promise<Delivery[]> {
+    this.log.push(`fetch ${options.max}`);
+    return super.fetch(queues, options);
+  }
+}
+
+Deno.test("prefetch: the next fetch goes out before the batch in hand runs, within the window", async () => {
+  const log: string[] = [];
+  const broker = new LoggingBroker(log);
+  const h = await harness("w-ahead", { broker, backend: new MemoryBackend() });
+  try {
+    const t = gatedTask(h);
+    const logged = h.app.task("tasks.logged", async (i: number) => {
+      log.push(`run ${i}`);
+      return await t.task.fn(i);
+    });
+    for (let i = 0; i < 8; i++) await logged.delay(i);
+    const worker = h.worker({ concurrency: 4 }); // window 4, fetched in waves of 2
+    await worker.start();
+    await waitFor(() => t.running === 4, { message: "4 running" });
+    await nextMacrotask(30);
+    assert.deepEqual(log, ["fetch 2", "fetch 2", "run 0", "run 1", "run 2", "run 3"]);
+    assert.equal(broker.unackedCount, 4, "never more reserved than the window");
+    assert.equal(await broker.queueSize("celery"), 4);
+    await t.release([0, 1, 2, 3, 4, 5, 6, 7]);
+    await waitFor(() => worker.counters.processed === 8 && broker.unackedCount === 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("prefetch: a fetch sent ahead when the stop began gives its messages back, in order", async () => {
+  const log: string[] = [];
+  const broker = new LoggingBroker(log);
+  const h = await harness("w-ahead-stop", { broker, backend: new MemoryBackend() });
+  try {
+    let stopping: Promise<void> | undefined;
+    const worker = h.worker({ concurrency: 4 });
+    const ran: number[] = [];
+    let first = true;
+    const task = h.app.task("tasks.stops", (i: number) => {
+      ran.push(i);
+      if (first && i === 0) stopping = worker.stop(); // while its batch is dispatched
+      return i;
+    });
+    for (let i = 0; i < 8; i++) await task.delay(i);
+    await worker.start();
+    await waitFor(() => stopping !== undefined, { message: "the first task stopped the worker" });
+    await stopping;
+    assert.deepEqual(log, ["fetch 2", "fetch 2"], "the second fetch was sent ahead");
+    assert.deepEqual(ran, [0, 1]);
+    assert.equal(broker.unackedCount, 0, "nothing stays reserved");
+    assert.equal(await broker.queueSize("celery"), 6);
+
+    first = false;
+    const next = h.worker({ concurrency: 1 });
+    await next.start();
+    await waitFor(() => ran.length === 8, { message: "the 6 others ran" });
+    assert.deepEqual(ran, [0, 1, 2, 3, 4, 5, 6, 7]);
+    await next.stop();
+  } finally {
+    await h.close();
+  }
+});
