@@ -22,7 +22,9 @@ export interface TaskScope {
   readonly children: unknown[];
 }
 
-const storage = new AsyncLocalStorage<TaskScope>();
+// The message, not its scope: most tasks send nothing, and a scope (an object and a WeakMap
+// entry, which the GC must trace as an ephemeron) is only made when something asks for it.
+const storage = new AsyncLocalStorage<TaskMessage>();
 const scopes = new WeakMap<TaskMessage, TaskScope>();
 
 function scopeOf(message: TaskMessage): TaskScope {
@@ -53,7 +55,7 @@ function scopeOf(message: TaskMessage): TaskScope {
  * ```
  */
 export function runInTaskScope<T>(message: TaskMessage, fn: () => T): T {
-  return storage.run(scopeOf(message), fn);
+  return storage.run(message, fn);
 }
 
 /**
@@ -67,7 +69,8 @@ export function runInTaskScope<T>(message: TaskMessage, fn: () => T): T {
  * ```
  */
 export function currentTaskScope(): TaskScope | undefined {
-  return storage.getStore();
+  const message = storage.getStore();
+  return message && scopeOf(message);
 }
 
 /**

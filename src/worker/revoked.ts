@@ -92,6 +92,8 @@ export class RevokedSet {
 
   /** Whether an id is revoked (and not expired). */
   has(id: string): boolean {
+    // Nearly always empty: skip hashing the id (asked once per task).
+    if (this.#entries.size === 0) return false;
     const at = this.#entries.get(id);
     if (at === undefined) return false;
     if (at <= this.#now() - this.#expiresMs) {
