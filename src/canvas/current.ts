@@ -22,9 +22,7 @@ export interface TaskScope {
   readonly children: unknown[];
 }
 
-// The message, not its scope: most tasks send nothing, and a scope (an object and a WeakMap
-// entry, which the GC must trace as an ephemeron) is only made when something asks for it.
-const storage = new AsyncLocalStorage<TaskMessage>();
+const storage = new AsyncLocalStorage<TaskScope>();
 const scopes = new WeakMap<TaskMessage, TaskScope>();
 
 function scopeOf(message: TaskMessage): TaskScope {
@@ -55,7 +53,7 @@ function scopeOf(message: TaskMessage): TaskScope {
  * ```
  */
 export function runInTaskScope<T>(message: TaskMessage, fn: () => T): T {
-  return storage.run(message, fn);
+  return storage.run(scopeOf(message), fn);
 }
 
 /**
@@ -69,8 +67,7 @@ export function runInTaskScope<T>(message: TaskMessage, fn: () => T): T {
  * ```
  */
 export function currentTaskScope(): TaskScope | undefined {
-  const message = storage.getStore();
-  return message && scopeOf(message);
+  return storage.getStore();
 }
 
 /**
