@@ -532,7 +532,7 @@ export class Worker {
           await this.#sleep(100);
           continue;
         }
-        fetching = this.#fetch(room);
+        fetching = this.#fetch(room, 0);
       }
       let deliveries: Delivery[];
       try {
@@ -583,9 +583,10 @@ export class Worker {
       this.#settlingInWindow - inHand;
   }
 
-  #fetch(room: number): Promise<Delivery[]> {
+  /** Fetches up to `room` messages, leaving room in `#held` for `inHand` ones too. */
+  #fetch(room: number, inHand: number): Promise<Delivery[]> {
     return this.#broker!.fetch(this.queues, {
-      max: Math.min(room, this.#maxHeld - this.#held.size, this.#wave),
+      max: Math.min(room, this.#maxHeld - this.#held.size - inHand, this.#wave),
       timeoutMs: this.#options.fetchTimeoutMs ?? 1000,
       signal: this.#stopFetch.signal,
     });
@@ -602,7 +603,7 @@ export class Worker {
     if (inHand === 0 || this.#storeBackoffMs > 0 || this.queues.length === 0) return undefined;
     if (this.#held.size + inHand >= this.#maxHeld) return undefined;
     const room = this.#room(inHand);
-    return room > 0 ? this.#fetch(room) : undefined;
+    return room > 0 ? this.#fetch(room, inHand) : undefined;
   }
 
   /** Tracks result-store failures: back off on each failure, reset on a success. */
