@@ -198,6 +198,8 @@ export class Worker {
   #buckets = new Map<string, TokenBucket | null>();
   #timeLimits = new Map<string, { soft: number | null; hard: number | null }>();
   #maxHeld: number;
+  /** Milliseconds one fetch waits for a message (`fetchTimeoutMs`). */
+  #fetchTimeoutMs: number;
   #threadPool?: ThreadPool;
   #stopFetch = new AbortController();
   #storeBackoffMs = 0;
@@ -232,6 +234,7 @@ export class Worker {
       );
     }
     this.#maxHeld = options.maxHeld ?? 1000;
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 1000;
     if (!(this.#maxHeld >= 1)) {
       throw new RangeError(`Cannot create worker: maxHeld must be >= 1, got ${options.maxHeld}`);
     }
@@ -500,7 +503,6 @@ export class Worker {
 
   async #consume(): Promise<void> {
     const broker = this.#broker!;
-    const fetchTimeoutMs = this.#options.fetchTimeoutMs ?? 1000;
     let backoffMs = 0;
     // A fetch sent before the batch in hand was dispatched (see #fetchAhead).
     let ahead: Promise<Delivery[]> | undefined;
@@ -524,7 +526,7 @@ export class Worker {
         }
         if (this.queues.length === 0) {
           // Every queue was cancelled (remote control): wait for an add_consumer.
-          await this.#sleep(fetchTimeoutMs);
+          await this.#sleep(this.#fetchTimeoutMs);
           continue;
         }
         if (this.#held.size >= this.#maxHeld) {
@@ -587,7 +589,7 @@ export class Worker {
   #fetch(room: number, inHand: number): Promise<Delivery[]> {
     return this.#broker!.fetch(this.queues, {
       max: Math.min(room, this.#maxHeld - this.#held.size - inHand, this.#wave),
-      timeoutMs: this.#options.fetchTimeoutMs ?? 1000,
+      timeoutMs: this.#fetchTimeoutMs,
       signal: this.#stopFetch.signal,
     });
   }
