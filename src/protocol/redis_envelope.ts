@@ -20,16 +20,54 @@ interface Base64Codec {
 }
 interface Base64Bytes {
   toBase64?: () => string;
+  setFromBase64?: (text: string) => { read: number; written: number };
 }
 const NATIVE_FROM_BASE64 = typeof (Uint8Array as Base64Codec).fromBase64 === "function";
 const NATIVE_TO_BASE64 = typeof (Uint8Array.prototype as Base64Bytes).toBase64 === "function";
+const NATIVE_SET_FROM_BASE64 =
+  typeof (Uint8Array.prototype as Base64Bytes).setFromBase64 === "function";
 const UTF8_ENCODER = new TextEncoder();
+
+/**
+ * Small bodies are decoded into views of shared 8 KiB slabs, as Node's `Buffer` pool does:
+ * a fresh `ArrayBuffer` costs about 0.7 µs in V8, more than decoding a typical task body
+ * (0.2 µs). A slab lives as long as any body cut from it, so a body may keep up to 8 KiB
+ * alive; bodies above 1 KiB get their own buffer.
+ */
+const SLAB_BYTES = 8192;
+const SLAB_BODY_MAX = 1024;
+let slab: Uint8Array | undefined;
+let slabUsed = 0;
+
+/** Decodes into the current slab; `undefined` when the text is too long or not strict base64. */
+function decodeBase64IntoSlab(text: string): Uint8Array | undefined {
+  const most = Math.ceil(text.length / 4) * 3;
+  if (most > SLAB_BODY_MAX) return undefined;
+  if (!slab || SLAB_BYTES - slabUsed < most) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  try {
+    const free = slab.subarray(slabUsed) as Base64Bytes;
+    const { read, written } = free.setFromBase64!(text);
+    if (read !== text.length) return undefined;
+    const bytes = slab.subarray(slabUsed, slabUsed + written);
+    slabUsed += written;
+    return bytes;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Standard base64 to bytes. Text the strict native decoder refuses (stray characters,
  * URL-safe letters, padding in the middle) goes to Node's lenient decoder, as before.
  */
 function decodeBase64(text: string): Uint8Array {
+  if (NATIVE_SET_FROM_BASE64) {
+    const bytes = decodeBase64IntoSlab(text);
+    if (bytes) return bytes;
+  }
   if (NATIVE_FROM_BASE64) {
     try {
       return (Uint8Array as Base64Codec).fromBase64!(text);

@@ -233,6 +233,37 @@ Deno.test("decodeRedisEnvelope: base64 the strict decoder refuses is read lenien
   assert.equal(env.body, Buffer.from(bytes.subarray(2, 7)).toString("base64"));
 });
 
+Deno.test("decodeRedisEnvelope: bodies cut from shared slabs keep their own bytes", () => {
+  // Sizes 0…2,000 bytes: small ones share 8 KiB slabs (and run past a slab's end), big
+  // ones get their own buffer; a refused strict decode in between must not disturb them.
+  const envelope = (b64: string) =>
+    JSON.stringify({
+      body: b64,
+      headers: {},
+      properties: { ...GOOD_PROPS, body_encoding: "base64" },
+    });
+  const expected: Uint8Array[] = [];
+  const decoded: Uint8Array[] = [];
+  for (let i = 0; i < 300; i++) {
+    const size = (i * 37) % 2001;
+    const bytes = Uint8Array.from({ length: size }, (_, k) => (i * 7 + k * 13) & 255);
+    expected.push(bytes);
+    decoded.push(decodeRedisEnvelope(envelope(Buffer.from(bytes).toString("base64"))).message.body);
+    if (i % 50 === 0) {
+      const lenient = decodeRedisEnvelope(envelope("AAE!C")).message.body;
+      assert.deepEqual(lenient, new Uint8Array(Buffer.from("AAE!C", "base64")));
+    }
+  }
+  decoded.forEach((got, i) => assert.deepEqual(got, expected[i], `body ${i}`));
+  const small = decoded.filter((b) => b.length > 0 && b.length <= 1024);
+  const buffers = new Set(small.map((b) => b.buffer));
+  assert.ok(small.length > 100);
+  assert.ok(
+    buffers.size * 10 < small.length,
+    `${small.length} small bodies in ${buffers.size} buffers`,
+  );
+});
+
 Deno.test("decodeRedisEnvelope: properties lose kombu's keys only; odd keys stay plain data", () => {
   const raw =
     `{"body": "W10=", "headers": {}, "properties": {"__proto__": {"polluted": 1}, "reply_to": "r", "delivery_info": {"exchange": "e", "routing_key": "k", "redelivered": true}, "priority": 3, "body_encoding": "base64", "delivery_tag": "t"}}`;
