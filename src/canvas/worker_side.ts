@@ -145,8 +145,8 @@ export class Workflow {
    * @throws {Error} When the broker refuses a message (the caller requeues the task).
    */
   async succeeded(message: TaskMessage, value: unknown): Promise<void> {
+    if (!this.hasWorkOnSuccess(message)) return;
     const { callbacks, chain } = message.embed;
-    if (!callbacks?.length && !chain?.length) return;
     const app = this.#app;
     const links = { parent_id: message.id, root_id: message.rootId || message.id };
     // Parse everything first: a bad signature fails the task before anything is sent.
@@ -176,6 +176,15 @@ export class Workflow {
         await next.applyAsync([value], {}, options);
       }
     });
+  }
+
+  /**
+   * Whether {@linkcode Workflow.succeeded} has work for this message: callbacks or a next
+   * chain step to send. When it has none, the reporter skips the call.
+   */
+  hasWorkOnSuccess(message: TaskMessage): boolean {
+    const { callbacks, chain } = message.embed;
+    return (callbacks?.length ?? 0) > 0 || (chain?.length ?? 0) > 0;
   }
 
   /**

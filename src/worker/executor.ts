@@ -97,14 +97,25 @@ export interface RunLimits {
  * assert.equal(!outcome.ok && (outcome.error as Error).name, "TimeLimitExceeded");
  * ```
  */
-export async function executeWithLimits(
+export function executeWithLimits(
   fn: (...args: unknown[]) => unknown,
   args: unknown[],
   ctx: TaskContext,
   controller: AbortController,
   limits: RunLimits,
 ): Promise<Outcome> {
-  if (limits.soft === null && limits.hard === null) return await execute(fn, args, ctx);
+  // Without limits there is nothing to wait for but the run: no second async frame.
+  if (limits.soft === null && limits.hard === null) return execute(fn, args, ctx);
+  return executeLimited(fn, args, ctx, controller, limits);
+}
+
+async function executeLimited(
+  fn: (...args: unknown[]) => unknown,
+  args: unknown[],
+  ctx: TaskContext,
+  controller: AbortController,
+  limits: RunLimits,
+): Promise<Outcome> {
   const start = performance.now();
   let softTimer: ReturnType<typeof setTimeout> | undefined;
   let hardTimer: ReturnType<typeof setTimeout> | undefined;

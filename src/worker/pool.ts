@@ -76,11 +76,12 @@ export class AsyncPool {
   /** Starts a job now, taking a slot even if none is free (the caller checks `free`). */
   run(job: () => Promise<unknown>): void {
     this.#active++;
-    job().catch(() => {}).finally(() => {
+    const done = () => {
       this.#active--;
       this.onSlotFree?.();
       this.#notify();
-    });
+    };
+    job().then(done, done);
   }
 
   /** Wakes the waiters of {@linkcode changed} (the worker's budget changed elsewhere). */

@@ -59,6 +59,11 @@ function reprError(error: unknown): string {
  * cycle; Celery's JSON encoder refuses all of these, so the task fails with EncodeError.
  */
 function unencodable(value: unknown): string | undefined {
+  // Most tasks return a primitive: nothing to walk.
+  const type = typeof value;
+  if (value === null || (type !== "object" && type !== "function" && type !== "symbol")) {
+    return undefined;
+  }
   try {
     JSON.stringify(value, function (key, v) {
       const where = key ? ` (at key "${key}")` : "";
@@ -298,7 +303,7 @@ export class Reporter {
         return await this.failed(message, delivery, encodeError(message.id, why), options);
       }
     }
-    if (this.#workflow) {
+    if (this.#workflow?.hasWorkOnSuccess(message)) {
       try {
         // Callbacks and the next chain step go first, so the stored record lists them.
         await this.#workflow.succeeded(message, value);

@@ -684,10 +684,15 @@ export class Worker {
           this.#reportRevoked(decision.request, "revoked", true);
           return;
         }
-        this.#log.info(
-          `Task ${decision.request.message.displayName}[${decision.request.message.id}] received`,
-        );
-        this.hooks.emit("received", { message: decision.request.message, queue: delivery.queue });
+        // Guarded: the line and the payload would be built for every message otherwise.
+        if (this.#log.enabled("info")) {
+          this.#log.info(
+            `Task ${decision.request.message.displayName}[${decision.request.message.id}] received`,
+          );
+        }
+        if (this.hooks.has("received")) {
+          this.hooks.emit("received", { message: decision.request.message, queue: delivery.queue });
+        }
         this.#startOrWait(decision.request, true);
     }
   }
@@ -792,7 +797,7 @@ export class Worker {
     try {
       const ctx = buildContext(request, this.#app, this.name, controller.signal);
       let args: unknown[];
-      this.hooks.emit("started", { message });
+      if (this.hooks.has("started")) this.hooks.emit("started", { message });
       try {
         args = task.bindArguments(message.args, message.kwargs, ctx);
         const spec = threadSpecOf(task.fn);
@@ -888,11 +893,13 @@ export class Worker {
       outcome = { ...outcome, error: plan.error };
     }
     if (outcome.ok) {
-      this.hooks.emit("succeeded", {
-        message,
-        value: outcome.value,
-        runtimeMs: outcome.runtimeMs,
-      });
+      if (this.hooks.has("succeeded")) {
+        this.hooks.emit("succeeded", {
+          message,
+          value: outcome.value,
+          runtimeMs: outcome.runtimeMs,
+        });
+      }
     } else {
       this.hooks.emit("failed", { message, error: outcome.error, runtimeMs: outcome.runtimeMs });
     }

@@ -502,3 +502,25 @@ Deno.test("chord and saved groups on the embedded store (sqlite broker and backe
     await app.close();
   }
 });
+
+Deno.test("Workflow.hasWorkOnSuccess: only callbacks or a next chain step make work before the store", async () => {
+  const { Workflow } = await import("../../src/canvas/worker_side.ts");
+  const { Logger } = await import("../../src/log.ts");
+  const app = createApp({ broker: "memory://has-work-on-success" });
+  try {
+    const workflow = new Workflow(app, null, new Logger("critical"));
+    const step = { task: "tasks.add", args: [1], kwargs: {}, options: {}, subtask_type: null };
+    const message = (embed: Record<string, unknown>) => ({ embed }) as never;
+    assert.equal(workflow.hasWorkOnSuccess(message({ callbacks: null, chain: null })), false);
+    assert.equal(workflow.hasWorkOnSuccess(message({ callbacks: [], chain: [] })), false);
+    assert.equal(workflow.hasWorkOnSuccess(message({ callbacks: [step], chain: null })), true);
+    assert.equal(workflow.hasWorkOnSuccess(message({ callbacks: null, chain: [step] })), true);
+    assert.equal(
+      workflow.hasWorkOnSuccess(message({ errbacks: [step], chord: step })),
+      false,
+      "errbacks and chords wait for the store",
+    );
+  } finally {
+    await app.close();
+  }
+});

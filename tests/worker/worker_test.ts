@@ -807,8 +807,9 @@ Deno.test("worker: a result that cannot be serialized ⇒ FAILURE EncodeError, m
       return o;
     });
     const nested = h.app.task("tasks.returns_nested_function", () => ({ ok: true, cb: () => 1 }));
+    const symbol = h.app.task("tasks.returns_symbol", () => Symbol("s"));
     await h.worker().start();
-    for (const task of [fn, cycle, nested]) {
+    for (const task of [fn, cycle, nested, symbol]) {
       const result = await task.delay();
       const err = await taskFailure(result.get({ timeout: 5 }));
       assert.equal(err.state, "FAILURE", task.name);
@@ -821,7 +822,7 @@ Deno.test("worker: a result that cannot be serialized ⇒ FAILURE EncodeError, m
     assert.equal(
       h.logs.filter((l) => /ERROR.*raised unexpected: EncodeError\('Cannot serialize/.test(l))
         .length,
-      3,
+      4,
     );
     assert.ok(!h.logs.some((l) => / succeeded in /.test(l)), "not logged as succeeded");
   } finally {
