@@ -529,12 +529,12 @@ export class Worker {
           await this.#sleep(this.#fetchTimeoutMs);
           continue;
         }
-        if (this.#held.size >= this.#maxHeld) {
+        fetching = this.#fetch(room, 0);
+        if (!fetching) {
           // Enough messages wait outside the pool: leave the rest in the broker for now.
           await this.#sleep(100);
           continue;
         }
-        fetching = this.#fetch(room, 0);
       }
       let deliveries: Delivery[];
       try {
@@ -585,10 +585,15 @@ export class Worker {
       this.#settlingInWindow - inHand;
   }
 
-  /** Fetches up to `room` messages, leaving room in `#held` for `inHand` ones too. */
-  #fetch(room: number, inHand: number): Promise<Delivery[]> {
+  /**
+   * Fetches up to `room` messages, leaving room in `#held` for `inHand` ones too;
+   * `undefined`, fetching nothing, when `#held` has no room left.
+   */
+  #fetch(room: number, inHand: number): Promise<Delivery[]> | undefined {
+    const max = Math.min(room, this.#maxHeld - this.#held.size - inHand, this.#wave);
+    if (max <= 0) return undefined;
     return this.#broker!.fetch(this.queues, {
-      max: Math.min(room, this.#maxHeld - this.#held.size - inHand, this.#wave),
+      max,
       timeoutMs: this.#fetchTimeoutMs,
       signal: this.#stopFetch.signal,
     });
@@ -603,7 +608,6 @@ export class Worker {
    */
   #fetchAhead(inHand: number): Promise<Delivery[]> | undefined {
     if (inHand === 0 || this.#storeBackoffMs > 0 || this.queues.length === 0) return undefined;
-    if (this.#held.size + inHand >= this.#maxHeld) return undefined;
     const room = this.#room(inHand);
     return room > 0 ? this.#fetch(room, inHand) : undefined;
   }

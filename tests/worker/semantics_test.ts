@@ -318,12 +318,19 @@ Deno.test("held bound: beyond maxHeld ETA messages stay in the broker", async ()
   try {
     const task = h.app.task("tasks.eta", () => 1);
     for (let i = 0; i < 5; i++) await task.applyAsync([], {}, { countdown: 3600 });
+    const asked: number[] = [];
+    const fetch = h.broker.fetch.bind(h.broker);
+    h.broker.fetch = (queues, options) => {
+      asked.push(options.max);
+      return fetch(queues, options);
+    };
     const worker = h.worker({ maxHeld: 2 });
     await worker.start();
     await waitFor(() => worker.scheduledIds.length === 2);
     // Give the consumer a few more rounds: it must not take more.
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(worker.scheduledIds.length, 2);
+    assert.ok(asked.every((max) => max >= 1), `asked for ${asked.join(", ")}`);
     assert.equal(await h.broker.queueSize("celery"), 3);
     await worker.stop();
     assert.equal(await h.broker.queueSize("celery"), 5, "held ones went back at shutdown");
