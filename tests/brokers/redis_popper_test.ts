@@ -3,9 +3,12 @@
  * stage on demand: a message popped after its fetch was aborted goes back where it was.
  */
 import assert from "node:assert/strict";
-import { Popper } from "../../src/brokers/redis/popper.ts";
+import { type PopFeatures, popFeatures, Popper } from "../../src/brokers/redis/popper.ts";
 import { BROKER_SCRIPTS } from "../../src/brokers/redis/unacked.ts";
 import type { RedisClient, RedisScript } from "../../src/redis/client.ts";
+
+const REDIS_7: PopFeatures = { fractionalTimeouts: true, popCount: true };
+const REDIS_5: PopFeatures = { fractionalTimeouts: false, popCount: false };
 
 function deferred<T>() {
   let resolve!: (value: T) => void;
@@ -46,7 +49,7 @@ function fakes() {
 
 Deno.test("redis popper: a BRPOP that returns after the abort is un-popped, unmarked", async () => {
   const { client, blocking, calls, brpop } = fakes();
-  const popper = new Popper(client, blocking, true);
+  const popper = new Popper(client, blocking, REDIS_7);
   const controller = new AbortController();
   const pending = popper.blockingPop(["q", "q\x06\x163"], 1000, 1, controller.signal);
   await Promise.resolve();
@@ -66,7 +69,7 @@ Deno.test("redis popper: a BRPOP that returns after the abort is un-popped, unma
 
 Deno.test("redis popper: a FETCH that returns after the abort is un-popped in reverse order", async () => {
   const { client, blocking, calls, fetched } = fakes();
-  const popper = new Popper(client, blocking, false);
+  const popper = new Popper(client, blocking, REDIS_5);
   const controller = new AbortController();
   const pending = popper.pop(["a", "b"], 5, controller.signal);
   controller.abort();
@@ -82,10 +85,31 @@ Deno.test("redis popper: a FETCH that returns after the abort is un-popped in re
 
 Deno.test("redis popper: BRPOP timeouts are whole seconds before Redis 6", async () => {
   const { client, blocking, calls, brpop } = fakes();
-  const popper = new Popper(client, blocking, false);
+  const popper = new Popper(client, blocking, REDIS_5);
   const pending = popper.blockingPop(["q"], 250, 1);
   await Promise.resolve();
   brpop.resolve(null);
   assert.deepEqual(await pending, []);
   assert.equal(calls.find((c) => c[0] === "BRPOP")!.at(-1), "1");
+});
+
+Deno.test("redis popper: FETCH pops with a count only where the server has RPOP count (Redis ≥ 6.2)", async () => {
+  for (const [features, flag] of [[REDIS_7, "1"], [REDIS_5, "0"]] as const) {
+    const { client, blocking, calls, fetched } = fakes();
+    const popper = new Popper(client, blocking, features);
+    fetched.resolve([1, "m1", "t1"]);
+    assert.deepEqual(await popper.pop(["q"], 5), [{ key: "q", raw: "m1", tag: "t1" }]);
+    const [, keys, args] = calls.find((c) => c[0] === "fetch")! as [string, string[], string[]];
+    assert.deepEqual(keys.slice(3), ["q"]);
+    assert.deepEqual(args.slice(2), [flag, "q"], "ARGV[3] is the flag, then the queue names");
+  }
+  const versions: [string, PopFeatures][] = [
+    ["redis_version:7.0.15\r\n", REDIS_7],
+    ["redis_version:6.2.0\r\n", REDIS_7],
+    ["# Server\r\nredis_version:6.0.16\r\n", { fractionalTimeouts: true, popCount: false }],
+    ["redis_version:5.0.7\r\n", REDIS_5],
+    ["redis_version:10.1.0\r\n", REDIS_7],
+    ["no version here", REDIS_7],
+  ];
+  for (const [info, expected] of versions) assert.deepEqual(popFeatures(info), expected, info);
 });

@@ -343,56 +343,112 @@ Deno.test("redis record: Python's and celeriac's messages through FETCH and BRPO
   }
 });
 
-Deno.test("redis record: one FETCH of 1,202 with slow and dead messages among them keeps order and records each", async () => {
-  await client.call("FLUSHALL");
-  const now = (Date.now() / 1000).toFixed(6);
-  const raws: string[] = [];
-  const expected: string[] = []; // tag per message, "" = dead-lettered
-  for (let i = 0; i < 1200; i++) {
-    if (i % 97 === 5) {
-      raws.push(env(`{${INFO}, "delivery_tag": "slow\\"${i}"}`)); // cjson's path
-      expected.push(`slow"${i}`);
-    } else if (i % 101 === 7) {
-      raws.push(`not json ${i}`);
-      expected.push("");
-    } else {
-      const tag = `t${i}`;
-      raws.push(env(`{${INFO}, "delivery_tag": "${tag}"}`));
-      expected.push(tag);
-    }
-  }
-  // The same tag first on the fast path, then on cjson's: the later message's entry wins,
-  // as with one HSET per message.
-  raws.push(env(`{${INFO}, "delivery_tag": "dup"}`), env(`{${INFO}, "delivery_tag": "d\\u0075p"}`));
-  expected.push("dup", "dup");
-  for (let i = 0; i < raws.length; i += 200) {
-    await client.call("LPUSH", "q", ...raws.slice(i, i + 200));
-  }
+/** Runs FETCH on the test server: [out, RPOP calls it made] (from `INFO commandstats`). */
+async function fetchScript(
+  buckets: string[],
+  max: number,
+  popCount: "0" | "1",
+): Promise<[string[], number]> {
+  await client.call("CONFIG", "RESETSTAT");
   const out = await client.call(
     "EVAL",
     FETCH,
-    4,
+    3 + buckets.length,
     "unacked",
     "unacked_index",
     "dead",
-    "q",
-    5000,
-    now,
-    "q",
+    ...buckets,
+    max,
+    (Date.now() / 1000).toFixed(6),
+    popCount,
+    ...buckets.map(() => "q"),
   ) as string[];
-  const tags = out.filter((_, i) => i % 3 === 2);
-  assert.deepEqual(out.filter((_, i) => i % 3 === 1), raws, "FIFO order");
-  assert.deepEqual(tags, expected);
-  assert.equal(await client.call("HGET", "unacked", "dup"), `[${raws.at(-1)}, "", "q"]`);
-  const live = [...new Set(expected.filter((t) => t !== ""))];
-  assert.equal(await client.call("HLEN", "unacked"), live.length);
-  assert.equal(await client.call("ZCARD", "unacked_index"), live.length);
-  assert.equal(await client.call("LLEN", "dead"), expected.filter((t) => t === "").length);
-  for (const [i, tag] of expected.entries()) {
-    if (tag === "" || tag === "dup") continue;
-    const stored = await client.call("HGET", "unacked", tag);
-    assert.equal(stored, `[${raws[i]}, "", "q"]`);
-  }
+  const stats = String(await client.call("INFO", "commandstats"));
+  return [out, Number(/cmdstat_rpop:calls=(\d+)/.exec(stats)?.[1] ?? 0)];
+}
+
+for (const popCount of ["0", "1"] as const) {
+  Deno.test(`redis record: one FETCH of 1,202 with slow and dead messages among them keeps order and records each (count pops: ${popCount})`, async () => {
+    await client.call("FLUSHALL");
+    const raws: string[] = [];
+    const expected: string[] = []; // tag per message, "" = dead-lettered
+    for (let i = 0; i < 1200; i++) {
+      if (i % 97 === 5) {
+        raws.push(env(`{${INFO}, "delivery_tag": "slow\\"${i}"}`)); // cjson's path
+        expected.push(`slow"${i}`);
+      } else if (i % 101 === 7) {
+        raws.push(`not json ${i}`);
+        expected.push("");
+      } else {
+        const tag = `t${i}`;
+        raws.push(env(`{${INFO}, "delivery_tag": "${tag}"}`));
+        expected.push(tag);
+      }
+    }
+    // The same tag first on the fast path, then on cjson's: the later message's entry wins,
+    // as with one HSET per message.
+    raws.push(
+      env(`{${INFO}, "delivery_tag": "dup"}`),
+      env(`{${INFO}, "delivery_tag": "d\\u0075p"}`),
+    );
+    expected.push("dup", "dup");
+    for (let i = 0; i < raws.length; i += 200) {
+      await client.call("LPUSH", "q", ...raws.slice(i, i + 200));
+    }
+    const [out] = await fetchScript(["q"], 5000, popCount);
+    const tags = out.filter((_, i) => i % 3 === 2);
+    assert.deepEqual(out.filter((_, i) => i % 3 === 1), raws, "FIFO order");
+    assert.deepEqual(tags, expected);
+    assert.equal(await client.call("HGET", "unacked", "dup"), `[${raws.at(-1)}, "", "q"]`);
+    const live = [...new Set(expected.filter((t) => t !== ""))];
+    assert.equal(await client.call("HLEN", "unacked"), live.length);
+    assert.equal(await client.call("ZCARD", "unacked_index"), live.length);
+    assert.equal(await client.call("LLEN", "dead"), expected.filter((t) => t === "").length);
+    for (const [i, tag] of expected.entries()) {
+      if (tag === "" || tag === "dup") continue;
+      const stored = await client.call("HGET", "unacked", tag);
+      assert.equal(stored, `[${raws[i]}, "", "q"]`);
+    }
+  });
+}
+
+Deno.test("redis record: with a count FETCH pops each bucket in one call, and takes the same messages in the same order", async () => {
+  // Bucket a has 3, b is empty, c has 30; a FETCH of 25 takes a's 3, then 22 of c's.
+  const fill = async () => {
+    await client.call("FLUSHALL");
+    await client.call(
+      "LPUSH",
+      "a",
+      ...["a1", "a2", "a3"].map((t) => env(`{${INFO}, "delivery_tag": "${t}"}`)),
+    );
+    const c = Array.from({ length: 30 }, (_, i) => env(`{${INFO}, "delivery_tag": "c${i}"}`));
+    await client.call("LPUSH", "c", ...c);
+  };
+  const snapshot = async () =>
+    [
+      await client.call("HGETALL", "unacked"),
+      await client.call("ZRANGE", "unacked_index", 0, -1),
+      await client.call("LRANGE", "c", 0, -1),
+      await client.call("EXISTS", "a"),
+    ] as unknown[];
+  await fill();
+  const [perMessage, perMessageCalls] = await fetchScript(["a", "b", "c"], 25, "0");
+  const before = await snapshot();
+  await fill();
+  const [counted, countedCalls] = await fetchScript(["a", "b", "c"], 25, "1");
+  assert.deepEqual(counted, perMessage);
+  assert.deepEqual(await snapshot(), before);
+  assert.deepEqual(
+    counted.filter((_, i) => i % 3 === 2),
+    ["a1", "a2", "a3", ...Array.from({ length: 22 }, (_, i) => `c${i}`)],
+  );
+  assert.deepEqual(counted.filter((_, i) => i % 3 === 0), [
+    ...Array(3).fill(1),
+    ...Array(22).fill(3),
+  ]);
+  // One RPOP per message plus the one that found a (then b) empty, against one per bucket.
+  assert.equal(perMessageCalls, 27);
+  assert.equal(countedCalls, 3);
 });
 
 Deno.test("redis record: stop the test redis-server", async () => {

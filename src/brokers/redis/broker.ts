@@ -57,7 +57,7 @@ import {
   UNACKED,
   UNACKED_INDEX,
 } from "./keys.ts";
-import { Popper } from "./popper.ts";
+import { popFeatures, Popper } from "./popper.ts";
 import { takeTaskMessages } from "./select.ts";
 import { BROKER_SCRIPTS, readDeadLetters, restoreVisible, touchTags } from "./unacked.ts";
 
@@ -171,9 +171,9 @@ export class RedisBroker implements Broker {
     let blocking: RedisClient | undefined;
     try {
       blocking = await connectRedis(this.#target, "broker, blocking");
-      const version = /redis_version:(\d+)/.exec(String(await client.call("INFO", "server")));
+      const features = popFeatures(String(await client.call("INFO", "server")));
       this.#client = client;
-      this.#popper = new Popper(client, blocking, Number(version?.[1] ?? 7) >= 6);
+      this.#popper = new Popper(client, blocking, features);
       await this.restoreVisible();
     } catch (err) {
       this.#client = this.#popper = undefined;

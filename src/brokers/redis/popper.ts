@@ -20,6 +20,38 @@ export interface Popped {
   tag: string;
 }
 
+/** What the server can do that the popper uses, read off its version. */
+export interface PopFeatures {
+  /** BRPOP takes fractional seconds (Redis ≥ 6). */
+  fractionalTimeouts: boolean;
+  /** `RPOP key count` (Redis ≥ 6.2): FETCH pops a bucket's messages with one call. */
+  popCount: boolean;
+}
+
+/**
+ * The features of a server, from its `INFO server` text (`redis_version:7.0.15`); a text
+ * without a version counts as a current server.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { popFeatures } from "./popper.ts";
+ * assert.deepEqual(popFeatures("redis_version:6.0.16\r\n"), {
+ *   fractionalTimeouts: true,
+ *   popCount: false,
+ * });
+ * assert.equal(popFeatures("redis_version:6.2.0\r\n").popCount, true);
+ * ```
+ */
+export function popFeatures(info: string): PopFeatures {
+  const match = /redis_version:(\d+)\.(\d+)/.exec(info);
+  const [major, minor] = match ? [Number(match[1]), Number(match[2])] : [7, 0];
+  return {
+    fractionalTimeouts: major >= 6,
+    popCount: major > 6 || (major === 6 && minor >= 2),
+  };
+}
+
 function nowSeconds(): string {
   return (Date.now() / 1000).toFixed(6);
 }
@@ -29,7 +61,7 @@ function nowSeconds(): string {
  *
  * @example
  * ```ts ignore
- * const popper = new Popper(client, blockingClient, true);
+ * const popper = new Popper(client, blockingClient, popFeatures(await client.call("INFO", "server")));
  * const popped = await popper.pop(["celery"], 10); // [] when nothing waits
  * ```
  */
@@ -37,7 +69,7 @@ export class Popper {
   /** The dedicated connection BRPOP blocks on. */
   readonly blocking: RedisClient;
   #client: RedisClient;
-  #fractional: boolean;
+  #features: PopFeatures;
   #tail: Promise<unknown> = Promise.resolve();
   #blockingId?: Promise<unknown>;
   #inflight?: AbortSignal | "none";
@@ -45,12 +77,12 @@ export class Popper {
   /**
    * @param client The command connection.
    * @param blocking A connection used for nothing but BRPOP.
-   * @param fractional Whether BRPOP takes fractional seconds (Redis ≥ 6).
+   * @param features What the server can do (see {@linkcode popFeatures}).
    */
-  constructor(client: RedisClient, blocking: RedisClient, fractional: boolean) {
+  constructor(client: RedisClient, blocking: RedisClient, features: PopFeatures) {
     this.#client = client;
     this.blocking = blocking;
-    this.#fractional = fractional;
+    this.#features = features;
     const readId = () => this.#blockingId = blocking.call("CLIENT", "ID").catch(() => undefined);
     readId();
     blocking.onReady(readId); // a reconnect gets a new id
@@ -79,7 +111,7 @@ export class Popper {
     const flat = await this.#client.evalScript(
       BROKER_SCRIPTS.fetch,
       [UNACKED, UNACKED_INDEX, DEAD_LETTERS, ...keys],
-      [max, nowSeconds(), ...keys.map(queueOfBucket)],
+      [max, nowSeconds(), this.#features.popCount ? "1" : "0", ...keys.map(queueOfBucket)],
     ) as (string | number)[];
     const out: Popped[] = [];
     for (let i = 0; i < flat.length; i += 3) {
@@ -105,7 +137,7 @@ export class Popper {
   ): Promise<Popped[] | null> {
     const work = this.#tail.then(async (): Promise<Popped[]> => {
       if (signal?.aborted) return [];
-      const seconds = this.#fractional
+      const seconds = this.#features.fractionalTimeouts
         ? Math.max(0.01, timeoutMs / 1000).toFixed(3)
         : String(Math.max(1, Math.ceil(timeoutMs / 1000)));
       this.#inflight = signal ?? "none";

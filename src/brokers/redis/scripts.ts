@@ -162,6 +162,11 @@ end
  * priority outer, queues inner) and records each (see RECORD_FUNCTIONS) in the same script,
  * so no popped message is ever unrecorded.
  *
+ * With ARGV[3] = "1" (Redis ≥ 6.2) a bucket's messages come with one `RPOP key count`;
+ * otherwise with one `RPOP` each. The same messages either way, in the same order: one call
+ * instead of 25 takes about 25 µs off a FETCH of 25 (of about 200), and the worker waits for
+ * every FETCH's reply.
+ *
  * Messages `fast` reads are recorded together, one `ZADD` and one `HSET` per up to 500
  * messages (before any message that needs `record`, so writes keep their order): fewer
  * `redis.call`s, and a new `unacked_index` with more than 128 members is created as a skiplist
@@ -169,8 +174,9 @@ end
  * written, Redis runs it to the end even above `maxmemory`, so batching loses nothing.
  *
  * KEYS[1] unacked, KEYS[2] unacked_index, KEYS[3] dead letters, KEYS[4..] bucket lists.
- * ARGV[1] max, ARGV[2] now (unix seconds), ARGV[3..] queue name of each bucket.
- * Returns a flat list: bucket index (1-based), raw envelope, tag ("" = dead-lettered).
+ * ARGV[1] max, ARGV[2] now (unix seconds), ARGV[3] "1" to pop with a count, ARGV[4..] queue
+ * name of each bucket. Returns a flat list: bucket index (1-based), raw envelope, tag
+ * ("" = dead-lettered).
  */
 export const FETCH = `${RECORD_FUNCTIONS}
 local max = tonumber(ARGV[1])
@@ -186,25 +192,35 @@ local function flush()
     z, h = {}, {}
   end
 end
+local function take(raw, i)
+  local tag, ex, rk = fast(raw)
+  if tag then
+    z[#z + 1] = score
+    z[#z + 1] = tag
+    h[#h + 1] = tag
+    h[#h + 1] = fast_entry(raw, ex, rk)
+    if #z >= 1000 then flush() end -- unpack stays far below Lua's 8000-slot stack
+  else
+    flush()
+    tag = record(raw, ARGV[i], now)
+  end
+  out[#out + 1] = i - 3
+  out[#out + 1] = raw
+  out[#out + 1] = tag
+  n = n + 1
+end
 for i = 4, #KEYS do
-  while n < max do
-    local raw = redis.call('RPOP', KEYS[i])
-    if not raw then break end
-    local tag, ex, rk = fast(raw)
-    if tag then
-      z[#z + 1] = score
-      z[#z + 1] = tag
-      h[#h + 1] = tag
-      h[#h + 1] = fast_entry(raw, ex, rk)
-      if #z >= 1000 then flush() end -- unpack stays far below Lua's 8000-slot stack
-    else
-      flush()
-      tag = record(raw, ARGV[i - 1], now)
+  if ARGV[3] == '1' then
+    local popped = redis.call('RPOP', KEYS[i], max - n)
+    if popped then
+      for k = 1, #popped do take(popped[k], i) end
     end
-    out[#out + 1] = i - 3
-    out[#out + 1] = raw
-    out[#out + 1] = tag
-    n = n + 1
+  else
+    while n < max do
+      local raw = redis.call('RPOP', KEYS[i])
+      if not raw then break end
+      take(raw, i)
+    end
   end
   if n >= max then break end
 end
