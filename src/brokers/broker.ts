@@ -82,6 +82,14 @@ export interface FetchOptions {
   timeoutMs: number;
   /** Stops the wait early (returns `[]`). */
   signal?: AbortSignal;
+  /**
+   * Called once, synchronously, when the broker has taken `count` (≥ 1) messages for this
+   * fetch and before it decodes them, so a consumer can send its next fetch while this one
+   * is decoded. A command the callback sends goes out before the fetch resolves. Brokers
+   * that have nothing to overlap (memory, RabbitMQ) do not call it; the worker then decides
+   * its next fetch once this one resolves.
+   */
+  onTaken?: (count: number) => void;
 }
 
 /** One dead-lettered message as stored. */

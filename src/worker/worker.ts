@@ -506,9 +506,20 @@ export class Worker {
     let backoffMs = 0;
     // A fetch sent before the batch in hand was dispatched (see #fetchAhead).
     let ahead: Promise<Delivery[]> | undefined;
+    // Whether the fetch awaited now decided its successor as its messages were taken, before
+    // they were decoded (a broker that calls FetchOptions.onTaken); else it is decided once
+    // the fetch resolves. (A fetch sent ahead whose messages are taken before the loop awaits
+    // it leaves the decision to the loop.)
+    let decidedOnTake = false;
+    const onTaken = (count: number) => {
+      if (this.#stopping || ahead) return;
+      decidedOnTake = true;
+      ahead = this.#fetchAhead(count, onTaken);
+    };
     while (!this.#stopping) {
       let fetching = ahead;
       ahead = undefined;
+      decidedOnTake = false;
       if (!fetching) {
         if (this.#storeBackoffMs > 0) {
           // The result backend is failing and the messages go back to the queue: fetching
@@ -529,7 +540,7 @@ export class Worker {
           await this.#sleep(this.#fetchTimeoutMs);
           continue;
         }
-        fetching = this.#fetch(room, 0);
+        fetching = this.#fetch(room, 0, onTaken);
         if (!fetching) {
           // Enough messages wait outside the pool: leave the rest in the broker for now.
           await this.#sleep(100);
@@ -557,9 +568,11 @@ export class Worker {
         await this.#restore(deliveries);
         break;
       }
-      ahead = this.#fetchAhead(deliveries.length);
-      // The client writes that fetch in a microtask: let it go before the tasks run.
-      if (ahead) await null;
+      if (!decidedOnTake) {
+        ahead = this.#fetchAhead(deliveries.length, onTaken);
+        // The client writes that fetch in a microtask: let it go before the tasks run.
+        if (ahead) await null;
+      }
       for (const delivery of deliveries) this.#dispatch(delivery);
       if (
         this.#options.burst && deliveries.length === 0 && this.#pool.active === 0 &&
@@ -589,27 +602,36 @@ export class Worker {
    * Fetches up to `room` messages, leaving room in `#held` for `inHand` ones too;
    * `undefined`, fetching nothing, when `#held` has no room left.
    */
-  #fetch(room: number, inHand: number): Promise<Delivery[]> | undefined {
+  #fetch(
+    room: number,
+    inHand: number,
+    onTaken?: (count: number) => void,
+  ): Promise<Delivery[]> | undefined {
     const max = Math.min(room, this.#maxHeld - this.#held.size - inHand, this.#wave);
     if (max <= 0) return undefined;
     return this.#broker!.fetch(this.queues, {
       max,
       timeoutMs: this.#fetchTimeoutMs,
       signal: this.#stopFetch.signal,
+      onTaken,
     });
   }
 
   /**
-   * With a batch of `inHand` messages just fetched and not yet dispatched, sends the next
-   * fetch at once when the window has room for it beyond the batch, so the broker works on
-   * it while the batch runs (on Redis a fetch waits a round trip plus the server's script).
+   * With a batch of `inHand` messages just fetched and not yet dispatched (on Redis, just
+   * taken and not yet decoded), sends the next fetch at once when the window has room for it
+   * beyond the batch, so the broker works on it while the batch is decoded and runs (on Redis
+   * a fetch waits a round trip plus the server's script).
    * Only when the batch was not empty (an empty one means the queues are drained: the next
    * fetch may block) and nothing else would hold the consumer back.
    */
-  #fetchAhead(inHand: number): Promise<Delivery[]> | undefined {
+  #fetchAhead(
+    inHand: number,
+    onTaken?: (count: number) => void,
+  ): Promise<Delivery[]> | undefined {
     if (inHand === 0 || this.#storeBackoffMs > 0 || this.queues.length === 0) return undefined;
     const room = this.#room(inHand);
-    return room > 0 ? this.#fetch(room, inHand) : undefined;
+    return room > 0 ? this.#fetch(room, inHand, onTaken) : undefined;
   }
 
   /** Tracks result-store failures: back off on each failure, reset on a success. */

@@ -4,6 +4,7 @@
  * flushed before each test, stopped by the last test.
  */
 import assert from "node:assert/strict";
+import type { Delivery } from "../../src/brokers/broker.ts";
 import { RedisBroker } from "../../src/brokers/redis/broker.ts";
 import { restoreVisible } from "../../src/brokers/redis/unacked.ts";
 import { RedisClient } from "../../src/redis/client.ts";
@@ -266,6 +267,68 @@ Deno.test("redis broker: malformed envelopes are moved to celeriac.dead by the f
     assert.equal((await waiting)[0]!.message, null);
     assert.equal((await broker.deadLetters(1))[0]!.raw, "[1, 2");
   } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("redis broker: onTaken comes before the taken messages are decoded, and what it sends is written first", async () => {
+  const { broker, cleanup } = await fresh();
+  // Every write of the test's connections, with how many deliveries the broker had made by
+  // then (a delivery is made as its envelope is decoded).
+  const writes: { fetch: boolean; decoded: number }[] = [];
+  const probe = await Deno.connect({ hostname: "127.0.0.1", port: r.port });
+  let proto = probe as Deno.Conn;
+  while (!Object.hasOwn(proto, "write")) proto = Object.getPrototypeOf(proto);
+  probe.close();
+  const write = proto.write;
+  proto.write = function (this: Deno.Conn, bytes: Uint8Array) {
+    const text = new TextDecoder().decode(bytes);
+    writes.push({ fetch: text.includes("EVAL"), decoded: broker.unackedCount });
+    return write.call(this, bytes);
+  };
+  try {
+    for (const id of ["t1", "t2", "t3", "t4", "t5"]) {
+      await broker.publish(task(id), { exchange: "", routingKey: "celery" });
+    }
+    const taken: { count: number; decoded: number }[] = [];
+    let second: Promise<Delivery[]> | undefined;
+    writes.length = 0;
+    const first = await broker.fetch(["celery"], {
+      max: 3,
+      timeoutMs: 100,
+      onTaken: (count) => {
+        taken.push({ count, decoded: broker.unackedCount });
+        second = broker.fetch(["celery"], { max: 2, timeoutMs: 100 });
+      },
+    });
+    assert.deepEqual(taken, [{ count: 3, decoded: 0 }], "called once, before decoding");
+    assert.deepEqual(
+      writes.filter((w) => w.fetch),
+      [{ fetch: true, decoded: 0 }, { fetch: true, decoded: 0 }],
+      "the second FETCH was written before the first batch was decoded",
+    );
+    const ids = (ds: Delivery[]) => ds.map((d) => d.message?.headers.id);
+    assert.deepEqual(ids(first), ["t1", "t2", "t3"]);
+    assert.deepEqual(ids(await second!), ["t4", "t5"]);
+
+    // Nothing taken (empty queues, the blocking pop times out): no call.
+    const none = await broker.fetch(["celery"], {
+      max: 2,
+      timeoutMs: 50,
+      onTaken: () => assert.fail("nothing was taken"),
+    });
+    assert.deepEqual(none, []);
+    // Taken by the blocking pop: called too.
+    const waiting = broker.fetch(["celery"], {
+      max: 2,
+      timeoutMs: 3000,
+      onTaken: (count) => taken.push({ count, decoded: broker.unackedCount }),
+    });
+    await broker.publish(task("t6"), { exchange: "", routingKey: "celery" });
+    assert.deepEqual(ids(await waiting), ["t6"]);
+    assert.deepEqual(taken.at(-1), { count: 1, decoded: 5 });
+  } finally {
+    proto.write = write;
     await cleanup();
   }
 });

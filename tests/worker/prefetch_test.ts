@@ -368,6 +368,44 @@ class LoggingBroker extends MemoryBroker {
   }
 }
 
+/**
+ * A {@linkcode LoggingBroker} that calls `onTaken` as the Redis broker does: once it has
+ * taken the messages, before the fetch resolves ("taken" and "resolved" in the log).
+ */
+class TakingBroker extends LoggingBroker {
+  override async fetch(queues: readonly string[], options: FetchOptions): Promise<Delivery[]> {
+    const got = await super.fetch(queues, { ...options, onTaken: undefined });
+    if (got.length && options.onTaken) {
+      this.log.push(`taken ${got.length}`);
+      options.onTaken(got.length);
+      await nextMacrotask(); // as decoding would: the fetch resolves a while later
+      this.log.push(`resolved ${got.length}`);
+    }
+    return got;
+  }
+}
+
+Deno.test("prefetch: on a broker that calls onTaken, the next fetch goes out before the one in hand resolves", async () => {
+  const log: string[] = [];
+  const broker = new TakingBroker(log);
+  const h = await harness("w-taken", { broker, backend: new MemoryBackend() });
+  try {
+    const t = gatedTask(h);
+    for (let i = 0; i < 8; i++) await t.task.delay(i);
+    const worker = h.worker({ concurrency: 4 }); // window 4, fetched in waves of 2
+    await worker.start();
+    await waitFor(() => t.running === 4, { message: "4 running" });
+    await nextMacrotask(30);
+    assert.deepEqual(log.slice(0, 3), ["fetch 2", "taken 2", "fetch 2"]);
+    assert.equal(log.filter((l) => l.startsWith("fetch")).length, 2, "no fetch beyond the window");
+    assert.equal(broker.unackedCount, 4, "never more reserved than the window");
+    await t.release([0, 1, 2, 3, 4, 5, 6, 7]);
+    await waitFor(() => worker.counters.processed === 8 && broker.unackedCount === 0);
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("prefetch: the next fetch goes out before the batch in hand runs, within the window", async () => {
   const log: string[] = [];
   const broker = new LoggingBroker(log);
@@ -393,36 +431,45 @@ Deno.test("prefetch: the next fetch goes out before the batch in hand runs, with
   }
 });
 
-Deno.test("prefetch: a fetch sent ahead when the stop began gives its messages back, in order", async () => {
-  const log: string[] = [];
-  const broker = new LoggingBroker(log);
-  const h = await harness("w-ahead-stop", { broker, backend: new MemoryBackend() });
-  try {
-    let stopping: Promise<void> | undefined;
-    const worker = h.worker({ concurrency: 4 });
-    const ran: number[] = [];
-    let first = true;
-    const task = h.app.task("tasks.stops", (i: number) => {
-      ran.push(i);
-      if (first && i === 0) stopping = worker.stop(); // while its batch is dispatched
-      return i;
+for (const Broker of [LoggingBroker, TakingBroker]) {
+  Deno.test(`prefetch: a fetch sent ahead when the stop began gives its messages back, in order (${Broker.name})`, async () => {
+    const log: string[] = [];
+    const broker = new Broker(log);
+    const h = await harness(`w-ahead-stop-${Broker.name}`, {
+      broker,
+      backend: new MemoryBackend(),
     });
-    for (let i = 0; i < 8; i++) await task.delay(i);
-    await worker.start();
-    await waitFor(() => stopping !== undefined, { message: "the first task stopped the worker" });
-    await stopping;
-    assert.deepEqual(log, ["fetch 2", "fetch 2"], "the second fetch was sent ahead");
-    assert.deepEqual(ran, [0, 1]);
-    assert.equal(broker.unackedCount, 0, "nothing stays reserved");
-    assert.equal(await broker.queueSize("celery"), 6);
+    try {
+      let stopping: Promise<void> | undefined;
+      const worker = h.worker({ concurrency: 4 });
+      const ran: number[] = [];
+      let first = true;
+      const task = h.app.task("tasks.stops", (i: number) => {
+        ran.push(i);
+        if (first && i === 0) stopping = worker.stop(); // while its batch is dispatched
+        return i;
+      });
+      for (let i = 0; i < 8; i++) await task.delay(i);
+      await worker.start();
+      await waitFor(() => stopping !== undefined, { message: "the first task stopped the worker" });
+      await stopping;
+      assert.deepEqual(
+        log.filter((l) => l.startsWith("fetch")),
+        ["fetch 2", "fetch 2"],
+        "the second fetch was sent ahead",
+      );
+      assert.deepEqual(ran, [0, 1]);
+      assert.equal(broker.unackedCount, 0, "nothing stays reserved");
+      assert.equal(await broker.queueSize("celery"), 6);
 
-    first = false;
-    const next = h.worker({ concurrency: 1 });
-    await next.start();
-    await waitFor(() => ran.length === 8, { message: "the 6 others ran" });
-    assert.deepEqual(ran, [0, 1, 2, 3, 4, 5, 6, 7]);
-    await next.stop();
-  } finally {
-    await h.close();
-  }
-});
+      first = false;
+      const next = h.worker({ concurrency: 1 });
+      await next.start();
+      await waitFor(() => ran.length === 8, { message: "the 6 others ran" });
+      assert.deepEqual(ran, [0, 1, 2, 3, 4, 5, 6, 7]);
+      await next.stop();
+    } finally {
+      await h.close();
+    }
+  });
+}

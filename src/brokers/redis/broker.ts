@@ -284,6 +284,12 @@ export class RedisBroker implements Broker {
     }
     if (!popped?.length) return [];
     this.#rotation++;
+    if (options.onTaken) {
+      options.onTaken(popped.length);
+      // The client writes what the callback sent in a microtask: let that go out before the
+      // envelopes are decoded.
+      await null;
+    }
     const ctx: DeliveryContext = {
       client: () => this.#c(),
       lookup: this.#lookup,
