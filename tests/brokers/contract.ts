@@ -52,7 +52,8 @@ async function waitUntil(done: () => boolean, what: string): Promise<void> {
   }
 }
 
-function ids(deliveries: Delivery[]): string[] {
+/** The task ids of fetched deliveries, in order. */
+export function ids(deliveries: Delivery[]): string[] {
   return deliveries.map((d) => decodeTaskMessage(d.message!).id);
 }
 

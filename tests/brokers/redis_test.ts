@@ -11,7 +11,7 @@ import { RedisClient } from "../../src/redis/client.ts";
 import { encodeTaskMessage } from "../../src/protocol/task.ts";
 import { decodeTaskMessage } from "../../src/protocol/task.ts";
 import { startRedis } from "../helpers/redis_server.ts";
-import { runBrokerContract } from "./contract.ts";
+import { ids, runBrokerContract } from "./contract.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/celery-5.2/", import.meta.url);
 const fixture = (name: string) => JSON.parse(Deno.readTextFileSync(new URL(name, FIXTURES)));
@@ -307,7 +307,6 @@ Deno.test("redis broker: onTaken comes before the taken messages are decoded, an
       [{ fetch: true, decoded: 0 }, { fetch: true, decoded: 0 }],
       "the second FETCH was written before the first batch was decoded",
     );
-    const ids = (ds: Delivery[]) => ds.map((d) => d.message?.headers.id);
     assert.deepEqual(ids(first), ["t1", "t2", "t3"]);
     assert.deepEqual(ids(await second!), ["t4", "t5"]);
 
