@@ -152,6 +152,7 @@ export async function celeryWorkerCase(
     perSecond: options.tasks / run.seconds,
     peakRssMb: run.peakRssMb,
     peakPssMb: run.peakPssMb,
+    peakAnonMb: run.peakAnonMb,
     rssOf: run.processes > 1 ? `worker process tree (${run.processes})` : "worker process",
     cpuUsPerTask: run.cpuSeconds * 1e6 / options.tasks,
   };
@@ -198,6 +199,7 @@ export async function celerySleepCase(
     perSecond: options.tasks / run.seconds,
     peakRssMb: run.peakRssMb,
     peakPssMb: run.peakPssMb,
+    peakAnonMb: run.peakAnonMb,
     rssOf: "worker process",
     cpuUsPerTask: run.cpuSeconds * 1e6 / options.tasks,
     idealSeconds: Math.ceil(options.tasks / options.concurrency) * options.sleepMs / 1000,

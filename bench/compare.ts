@@ -48,7 +48,10 @@ export interface Comparison {
   celeriac: string;
   /** The Celery case. */
   celery: string;
-  /** `perSecond`, `seconds`, `p50Ms`, `p99Ms`, `peakRssMb`, `peakPssMb`, `cpuUsPerTask`. */
+  /**
+   * `perSecond`, `seconds`, `p50Ms`, `p99Ms`, `peakRssMb`, `peakPssMb`, `peakAnonMb`,
+   * `cpuUsPerTask`.
+   */
   metric: string;
   /** Whether more is better for this metric. */
   higherIsBetter: boolean;
@@ -67,6 +70,7 @@ const METRICS: Record<string, { unit: string; higher: boolean; digits: number }>
   p99Ms: { unit: "ms p99", higher: false, digits: 2 },
   peakRssMb: { unit: "MiB peak RSS", higher: false, digits: 0 },
   peakPssMb: { unit: "MiB peak PSS", higher: false, digits: 0 },
+  peakAnonMb: { unit: "MiB peak anonymous", higher: false, digits: 0 },
   cpuUsPerTask: { unit: "CPU µs/task", higher: false, digits: 1 },
 };
 
@@ -101,7 +105,7 @@ function pairs(byId: Map<string, CaseResult>): { celery: CaseResult; celeriac: C
 
 const PAIR_METRICS: Record<string, string[]> = {
   enqueue: ["perSecond", "cpuUsPerTask"],
-  worker: ["perSecond", "cpuUsPerTask", "peakRssMb", "peakPssMb"],
+  worker: ["perSecond", "cpuUsPerTask", "peakRssMb", "peakPssMb", "peakAnonMb"],
   sleep: ["seconds"],
   latency: ["p50Ms", "p99Ms"],
   coldstart: ["p50Ms"],
@@ -225,7 +229,9 @@ export function rowExtras(
     out.set(t.case, row);
   }
   for (const c of cmps) {
-    if (c.metric === "cpuUsPerTask" || c.metric === "peakPssMb") continue;
+    if (c.metric === "cpuUsPerTask" || c.metric === "peakPssMb" || c.metric === "peakAnonMb") {
+      continue;
+    }
     const row = out.get(c.celery) ?? {};
     const vs = c.celeriac.endsWith("/sequential") ? ", sequential" : "";
     const cell = `${c.ratio.toFixed(2)} (${METRICS[c.metric]!.unit}${vs})`;

@@ -14,7 +14,12 @@
  * largest sampled sum of `VmRSS` (copy-on-write pages shared with the parent are counted
  * once per process). Also the largest sum of `Pss` (`/proc/<pid>/smaps_rollup`, shared
  * pages split between their processes; sampled every 100 ms), the fairer figure for a
- * tree. CPU: `utime + stime` of `/proc/<pid>/stat`, summed over the tree.
+ * tree. PSS also splits the pages of the runtime's executable with every other process that
+ * runs it: a celeriac worker shares `deno`'s code with the bench process, so its PSS is lower
+ * than a worker alone on a machine would show. And the largest sum of `RssAnon` (anonymous
+ * resident memory: the heaps, stacks and buffers of the process itself, no executable or
+ * library pages, nothing another process shares), the part of the memory the worker's own
+ * code decides. CPU: `utime + stime` of `/proc/<pid>/stat`, summed over the tree.
  *
  * @module
  */
@@ -66,6 +71,8 @@ export interface ProcPeak {
   peakRssMb: number;
   /** Peak of the summed proportional set size (`Pss`, shared pages split), MiB. */
   peakPssMb: number;
+  /** Peak of the summed anonymous resident memory (`RssAnon`), MiB. */
+  peakAnonMb: number;
   /** Processes seen (the worker plus its children). */
   processes: number;
 }
@@ -73,12 +80,12 @@ export interface ProcPeak {
 /** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, 100 on Linux). */
 const CLK_TCK = 100;
 
-function statusKb(pid: number): { rss: number; hwm: number } | null {
+function statusKb(pid: number): { rss: number; hwm: number; anon: number } | null {
   try {
     const text = Deno.readTextFileSync(`/proc/${pid}/status`);
     const field = (name: string) =>
       Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-    return { rss: field("VmRSS") || 0, hwm: field("VmHWM") || 0 };
+    return { rss: field("VmRSS") || 0, hwm: field("VmHWM") || 0, anon: field("RssAnon") || 0 };
   } catch {
     return null; // exited
   }
@@ -134,6 +141,7 @@ export class ProcMemory {
   #seen = new Set<number>();
   #cpu: { at: number; seconds: number }[] = [];
   #pssKb = 0;
+  #anonKb = 0;
   #samples = 0;
 
   /** Samples `pid` and its descendants. */
@@ -153,6 +161,7 @@ export class ProcMemory {
     let sum = 0;
     let cpu = 0;
     let pss = 0;
+    let anon = 0;
     // smaps_rollup walks the page tables: every 5th sample only (100 ms).
     const withPss = this.#samples++ % 5 === 0;
     for (const pid of processTree(this.#pid)) {
@@ -160,12 +169,14 @@ export class ProcMemory {
       if (!kb) continue;
       this.#seen.add(pid);
       sum += kb.rss;
+      anon += kb.anon;
       cpu += cpuSeconds(pid) ?? 0;
       if (withPss) pss += pssKb(pid) ?? 0;
       if (pid === this.#pid) this.#hwmKb = Math.max(this.#hwmKb, kb.hwm);
     }
     this.#sumKb = Math.max(this.#sumKb, sum);
     this.#pssKb = Math.max(this.#pssKb, pss);
+    this.#anonKb = Math.max(this.#anonKb, anon);
     if (this.#seen.size) this.#cpu.push({ at: Date.now() / 1000, seconds: cpu });
   }
 
@@ -185,7 +196,12 @@ export class ProcMemory {
     this.#samples = 0; // the last sample reads PSS too
     this.sample();
     const kb = this.#seen.size > 1 ? this.#sumKb : Math.max(this.#hwmKb, this.#sumKb);
-    return { peakRssMb: kb / 1024, peakPssMb: this.#pssKb / 1024, processes: this.#seen.size };
+    return {
+      peakRssMb: kb / 1024,
+      peakPssMb: this.#pssKb / 1024,
+      peakAnonMb: this.#anonKb / 1024,
+      processes: this.#seen.size,
+    };
   }
 }
 
@@ -327,6 +343,8 @@ export interface ProcessDrain {
   peakRssMb: number;
   /** Peak summed PSS of the worker (process tree), MiB. */
   peakPssMb: number;
+  /** Peak summed anonymous resident memory of the worker (process tree), MiB. */
+  peakAnonMb: number;
   /** Processes in the worker's tree. */
   processes: number;
   /** CPU time of the worker's tree within the span, seconds. */
@@ -472,6 +490,7 @@ export async function celeriacWorkerCase(
     perSecond: c.tasks / run.seconds,
     peakRssMb: run.peakRssMb,
     peakPssMb: run.peakPssMb,
+    peakAnonMb: run.peakAnonMb,
     rssOf: "worker process",
     cpuUsPerTask: run.cpuSeconds * 1e6 / c.tasks,
     ...(c.v8Flags || (c.prefetch ?? 1) > 1

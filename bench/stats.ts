@@ -40,6 +40,12 @@ export interface CaseResult {
   /** Peak summed PSS of the worker process (tree), MiB (worker-process cases). */
   peakPssMb?: number;
   /**
+   * Peak summed anonymous resident memory (`RssAnon`) of the worker process (tree), MiB
+   * (worker-process cases): RSS less the pages of the executable and libraries, which no
+   * change in the worker's code can remove (`bench/process.ts`).
+   */
+  peakAnonMb?: number;
+  /**
    * CPU time (all threads, user + system) per task, microseconds, of this process or, for
    * the `worker` cases, of the worker process (tree) within the drain. Far less sensitive
    * to other load on the machine than wall time. `NaN` (`null` in JSON) when not measured.
@@ -246,6 +252,7 @@ export function formatTable(
       r.idealSeconds !== undefined ? `ideal ${r.idealSeconds.toFixed(2)} s` : "",
       r.rssOf ? `RSS of the ${r.rssOf}` : "",
       r.peakPssMb !== undefined ? `PSS ${r.peakPssMb.toFixed(0)} MiB` : "",
+      r.peakAnonMb !== undefined ? `anon ${r.peakAnonMb.toFixed(0)} MiB` : "",
       r.p90Ms !== undefined ? `p90 ${r.p90Ms.toFixed(0)} ms` : "",
       r.note ?? "",
       r.runsPerSecond

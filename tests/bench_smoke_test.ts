@@ -72,7 +72,9 @@ function checkCase(c: CaseResult): void {
       break;
     case "worker":
       // Measured on the separate worker process, not on the bench process.
-      positive(c, ["perSecond", "peakRssMb", "peakPssMb", "cpuUsPerTask"]);
+      positive(c, ["perSecond", "peakRssMb", "peakPssMb", "peakAnonMb", "cpuUsPerTask"]);
+      // Anonymous memory is part of the resident set, and a worker has code pages besides.
+      assert.ok(c.peakAnonMb! < c.peakRssMb, `${c.id}: anon ${c.peakAnonMb} >= RSS ${c.peakRssMb}`);
       assert.match(c.rssOf ?? "", /^worker process/, `${c.id}.rssOf`);
       break;
     case "coldstart":
@@ -196,6 +198,10 @@ Deno.test("bench --quick --json --vs celery: a Celery drain side by side, ratio 
     Math.abs(throughput.ratio - throughput.celeriacValue / throughput.celeryValue) < 1e-9 &&
       throughput.ratio > 0,
   );
+  // Each side's own memory, without the executable's pages (a Python tree sums its three).
+  const anon = report.comparisons.find((c) => c.metric === "peakAnonMb");
+  assert.ok(anon && anon.celeriacValue > 0 && anon.celeryValue > 0, JSON.stringify(anon));
+  assert.equal(anon.higherIsBetter, false);
   const vsCelery = report.targets.find((t) => t.target === "redis-drain-15x-celery");
   assert.ok(vsCelery, JSON.stringify(report.targets));
   assert.equal(vsCelery.versus, "celery/worker/redis/prefork-c2/results-on");
