@@ -1021,20 +1021,23 @@ export class Worker {
    */
   stop(): Promise<void> {
     if (!this.#loop) return Promise.resolve();
-    this.#stopping = true;
-    this.#stopFetch.abort();
-    this.#pool.notifyChanged(); // wakes a consumer waiting for room
+    this.#stopConsuming();
     return this.#shutdown();
   }
 
   /** Cold shutdown: abort running tasks and give their messages back to the queue. */
   terminate(): Promise<void> {
     if (!this.#loop) return Promise.resolve();
+    this.#stopConsuming();
+    this.#goCold();
+    return this.#shutdown();
+  }
+
+  /** Tells the consumer to stop: aborts its fetch or sleep and wakes it if it waits for room. */
+  #stopConsuming(): void {
     this.#stopping = true;
     this.#stopFetch.abort();
     this.#pool.notifyChanged();
-    this.#goCold();
-    return this.#shutdown();
   }
 
   #goCold(): void {
